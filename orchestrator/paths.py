@@ -1,0 +1,23 @@
+"""Where runs live: ``$TOPO_STATE_DIR``, else ``$XDG_RUNTIME_DIR/topo``, else ``/tmp/topo-$UID``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+# sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
+IPC_PATH_MAX = 107
+
+
+def state_root(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    if env.get("TOPO_STATE_DIR"):
+        return Path(env["TOPO_STATE_DIR"])
+    if env.get("XDG_RUNTIME_DIR"):
+        return Path(env["XDG_RUNTIME_DIR"]) / "topo"
+    return Path(f"/tmp/topo-{os.getuid()}")
+
+
+def run_dir(run_id: str, environ: Mapping[str, str] | None = None) -> Path:
+    return state_root(environ) / run_id

@@ -1,0 +1,83 @@
+"""A run's plan: every endpoint, path and environment resolved before the first node starts.
+
+These dataclasses are the contract between the planner (``planner.py``, pure),
+the supervisor (which starts what a plan says) and the node side
+(``node.py``, which builds sockets from a ``ReplicaPlan`` inside the child).
+A plan is JSON-serialisable: the state file and each node's ``TOPO_SPEC``
+hold it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SocketPlan:
+    name: str
+    type: str  # upper case, e.g. "ROUTER"
+    bind: tuple[str, ...] = ()  # resolved endpoints: tcp ports real, ipc paths absolute
+    connect: tuple[str, ...] = ()
+    subscribe: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def mode(self) -> str:
+        """``bind``, ``connect`` or ``bind,connect`` (TOPO_SOCKET_<NAME>_MODE)."""
+        return ",".join(m for m, eps in (("bind", self.bind), ("connect", self.connect)) if eps)
+
+
+@dataclass(frozen=True)
+class IpcPlan:
+    name: str
+    type: str  # msgqueue | shm | semaphore | socketpair | fifo
+    key: int | None = None  # SysV key, resolved (None for socketpair / fifo)
+    mode: int = 0o600
+    size: int | None = None
+    max_bytes: int | None = None
+    value: int | None = None
+    path: str | None = None  # fifo: absolute path inside the run folder
+    between: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReplicaPlan:
+    node: str
+    replica: int
+    kind: str  # role | run | command
+    role: str | None = None
+    run: str | None = None  # "module:function"
+    argv: tuple[str, ...] | None = None  # command nodes
+    params: Mapping[str, Any] = field(default_factory=dict)  # the node's `with:`
+    cwd: str = "."  # absolute
+    env: Mapping[str, str] = field(default_factory=dict)  # user env + TOPO_* (SPEC §4)
+    sockets: tuple[SocketPlan, ...] = ()
+    ipc: tuple[str, ...] = ()
+    log_path: str = ""
+    spec_path: str = ""  # TOPO_SPEC: JSON of this ReplicaPlan plus run facts
+
+    @property
+    def name(self) -> str:
+        return f"{self.node}.{self.replica}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Plan:
+    run_id: str
+    run_dir: str
+    file: str  # absolute path of the topology file
+    replicas: tuple[ReplicaPlan, ...]
+    ipc: Mapping[str, IpcPlan] = field(default_factory=dict)
+    tiers: tuple[tuple[str, ...], ...] = ()  # node names; tier 0 has no depends_on
+    pythonpath: tuple[str, ...] = ()  # absolute folders for `run` modules
+
+    def replicas_of(self, node: str) -> list[ReplicaPlan]:
+        return [r for r in self.replicas if r.node == node]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
