@@ -98,13 +98,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .graph import render
         from .validate import load_or_raise
 
-        print(render(load_or_raise(args.file).topology, args.format), end="")
+        topology = load_or_raise(args.file).topology
+        assert topology is not None  # load_or_raise raises when the file has errors
+        print(render(topology, args.format), end="")
         return 0
     if args.command == "explain":
         from .explain import explain
         from .validate import load_or_raise
 
         loaded = load_or_raise(args.file)
+        assert loaded.topology is not None  # load_or_raise raises when the file has errors
         print(explain(loaded.topology, loaded.diagnostics), end="")
         return 0
     if args.command == "up":

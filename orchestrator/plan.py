@@ -28,6 +28,13 @@ class SocketPlan:
         """``bind``, ``connect`` or ``bind,connect`` (TOPO_SOCKET_<NAME>_MODE)."""
         return ",".join(m for m, eps in (("bind", self.bind), ("connect", self.connect)) if eps)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SocketPlan:
+        fields = dict(data)
+        for key in ("bind", "connect", "subscribe"):
+            fields[key] = tuple(fields.get(key, ()))
+        return cls(**fields)
+
 
 @dataclass(frozen=True)
 class IpcPlan:
@@ -40,6 +47,15 @@ class IpcPlan:
     value: int | None = None
     path: str | None = None  # fifo: absolute path inside the run folder
     between: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> IpcPlan:
+        fields = dict(data)
+        fields["between"] = tuple(fields.get("between", ()))
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,7 @@ class ReplicaPlan:
     ipc: tuple[str, ...] = ()
     log_path: str = ""
     spec_path: str = ""  # TOPO_SPEC: JSON of this ReplicaPlan plus run facts
+    stop_signal: int = 15  # the node's stop_signal, a number
 
     @property
     def name(self) -> str:
@@ -64,6 +81,16 @@ class ReplicaPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReplicaPlan:
+        """The inverse of ``to_dict`` (after a JSON round trip: lists back to tuples)."""
+        fields = dict(data)
+        fields["sockets"] = tuple(SocketPlan.from_dict(s) for s in fields.get("sockets", ()))
+        fields["ipc"] = tuple(fields.get("ipc", ()))
+        if fields.get("argv") is not None:
+            fields["argv"] = tuple(fields["argv"])
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
@@ -81,3 +108,13 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Plan:
+        """The inverse of ``to_dict`` (after a JSON round trip), e.g. for a state file."""
+        fields = dict(data)
+        fields["replicas"] = tuple(ReplicaPlan.from_dict(r) for r in fields.get("replicas", ()))
+        fields["ipc"] = {name: IpcPlan.from_dict(i) for name, i in fields.get("ipc", {}).items()}
+        fields["tiers"] = tuple(tuple(t) for t in fields.get("tiers", ()))
+        fields["pythonpath"] = tuple(fields.get("pythonpath", ()))
+        return cls(**fields)

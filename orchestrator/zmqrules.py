@@ -46,7 +46,8 @@ SUBSCRIBERS = frozenset({"SUB", "XSUB"})
 PUBLISHERS = frozenset({"PUB", "XPUB"})
 PUBSUB_TYPES = SUBSCRIBERS | PUBLISHERS
 UDP_TYPES = frozenset({"RADIO", "DISH", "DGRAM"})
-KNOWN_TRANSPORTS = ("tcp", "ipc", "inproc", "pgm", "epgm", "norm", "tipc", "vmci", "udp", "ws", "wss")
+KNOWN_TRANSPORTS = ("tcp", "ipc", "inproc", "pgm", "epgm", "norm", "tipc", "vmci", "udp", "ws",
+                    "wss")
 
 
 def can_peer(a: str, b: str) -> bool:

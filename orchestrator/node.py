@@ -1,0 +1,445 @@
+"""The node side of a run (SPEC §4): the ``Node`` object, its sockets, the child's life.
+
+The supervisor calls ``preload`` once before forking, so every child shares the
+imported code; ``run_child`` then runs inside each forked child. A ``command``
+node that is a Python program calls ``from_env()`` to get the same ``Node``.
+
+``run_child`` is on the hot path of starting and restarting nodes: it imports
+nothing and touches as little memory as it can (copy-on-write pages are the
+cost of a forked node).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import importlib
+import json
+import logging
+import os
+import signal
+import stat
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import FrameType
+from typing import Any
+
+import zmq
+
+from .errors import RunError
+from .plan import Plan, ReplicaPlan, SocketPlan
+
+NodeFunction = Callable[["Node"], "int | None"]
+_REDELIVER_FIRST = 0.002  # seconds the handler gets before the stop signal is sent again
+_REDELIVER_MAX = 0.1
+
+
+class Node:
+    """What a node function gets: ``def main(node) -> int | None``.
+
+    - ``name`` (the node, e.g. ``worker``), ``replica`` (0, 1, ...),
+      ``full_name`` (``worker.0``), ``run_id``, ``run_dir``
+    - ``sockets``: pyzmq sockets by name, created, bound and connected
+    - ``ipc``: IPC resources by name (none yet)
+    - ``params``: the node's ``with:`` mapping
+    - ``context``: the ``zmq.Context`` of this process
+    - ``log``: a ``logging.Logger`` writing ``LEVEL message`` lines to stderr,
+      which ends in the node's log
+    - ``stopping``: a ``threading.Event`` set when the supervisor asks the node
+      to stop (its ``stop_signal``)
+
+    On the stop signal, ``stopping`` is set and, by default, ``SystemExit(0)`` is
+    raised in the node's main thread, so a node blocked in ``recv()`` ends at
+    once and its exit status is 0. A node that wants to finish its own way sets
+    ``node.interrupt_on_stop = False`` first: then the signal only sets
+    ``stopping``, and the node must look at it (``stopping.wait(t)``, or a
+    ``recv`` with a timeout / poll); one that sits in a blocking ``recv`` is killed
+    with SIGKILL after its ``stop_timeout``.
+    """
+
+    def __init__(
+        self,
+        replica: ReplicaPlan,
+        run_id: str,
+        run_dir: str,
+        context: zmq.Context[Any],
+        sockets: dict[str, zmq.Socket[Any]],
+    ):
+        self.name = replica.node
+        self.replica = replica.replica
+        self.full_name = replica.name
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.context = context
+        self.sockets = sockets
+        self.ipc: dict[str, Any] = {}
+        self.params: Mapping[str, Any] = replica.params
+        self.stopping = threading.Event()
+        self.interrupt_on_stop = True
+        self.spec = replica  # the resolved ReplicaPlan
+        self._armed = False  # raise SystemExit on the stop signal (only while the function runs)
+        self._unwatch: Callable[[], None] | None = None
+        self._log: logging.Logger | None = None
+
+    @property
+    def log(self) -> logging.Logger:
+        # Made on first use: most nodes never log, and a restart must stay cheap.
+        if self._log is None:
+            log = logging.getLogger(f"topo.node.{self.full_name}")
+            if not log.handlers:
+                handler = logging.StreamHandler(sys.stderr)
+                handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+                log.addHandler(handler)
+            log.setLevel(logging.INFO)
+            log.propagate = False
+            self._log = log
+        return self._log
+
+    def close(self) -> None:
+        """Close every socket (linger as set, 0 by default), end the context, remove ipc files."""
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+        for sock in self.sockets.values():
+            sock.close()
+        self.context.destroy(linger=0)  # sockets the node made itself, if any
+        unlink_ipc(ep for plan in self.spec.sockets for ep in plan.bind)
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _arm(self, signum: int) -> None:
+        """Handle the stop signal from now on: set ``stopping``, interrupt while armed."""
+        signal.signal(signum, self._on_stop)
+        self._armed = True
+        self._unwatch = _watch_stop(self, signum)
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        _set_from_handler(self.stopping)
+        if self._armed and self.interrupt_on_stop:
+            self._armed = False  # once: a second signal must not interrupt the clean-up
+            raise SystemExit(0)
+
+    def __repr__(self) -> str:
+        return f"<Node {self.full_name} of run {self.run_id}>"
+
+
+def _set_from_handler(event: threading.Event) -> None:
+    # Event.set takes a non-reentrant lock; if the main thread holds it (inside
+    # wait() or is_set()) when the signal arrives, setting it here would deadlock.
+    cond = getattr(event, "_cond", None)
+    if cond is None or not hasattr(event, "_flag"):
+        event.set()
+    elif cond.acquire(blocking=False):
+        try:
+            event._flag = True  # type: ignore[attr-defined]
+            cond.notify_all()
+        finally:
+            cond.release()
+    else:
+        threading.Thread(target=event.set, daemon=True).start()
+
+
+def _watch_stop(node: Node, signum: int) -> Callable[[], None] | None:
+    """Make sure the stop handler runs even when the signal lands while libzmq is busy.
+
+    CPython runs a handler only once the main thread is back in Python. A signal
+    that arrives while libzmq works towards its poll() brings no EINTR, and a
+    node blocked in recv (or zmq.proxy) would sit there until SIGKILL. The
+    signal's wake-up byte wakes a watcher thread, which sends the signal to the
+    main thread again until the handler has run. Nothing is done when someone
+    else (asyncio) owns the wake-up fd: their loop wakes up on it instead.
+    """
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    try:
+        old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread: no handler runs here anyway
+        old = None
+    if old != -1:
+        if old is not None:
+            signal.set_wakeup_fd(old)
+        os.close(r)
+        os.close(w)
+        return None
+    main = threading.get_ident()
+    threading.Thread(target=_redeliver, args=(node, signum, r, main), daemon=True,
+                     name="topo-stop").start()
+
+    def unwatch() -> None:
+        if signal.set_wakeup_fd(-1) != w:  # someone replaced ours meanwhile: give theirs back
+            signal.set_wakeup_fd(old)
+        os.close(w)  # EOF: the watcher ends
+
+    return unwatch
+
+
+def _redeliver(node: Node, signum: int, r: int, main: int) -> None:
+    try:
+        while data := os.read(r, 64):
+            if signum not in data:
+                continue
+            delay = _REDELIVER_FIRST
+            while not node.stopping.wait(delay):
+                try:
+                    signal.pthread_kill(main, signum)  # now it finds the main thread in poll()
+                except OSError:  # the main thread is gone: the process is ending anyway
+                    return
+                delay = min(delay * 2, _REDELIVER_MAX)
+    finally:
+        os.close(r)
+
+
+# -- sockets --------------------------------------------------------------------------------------
+
+
+def build_sockets(
+    ctx: zmq.Context[Any], sockets: Sequence[SocketPlan]
+) -> dict[str, zmq.Socket[Any]]:
+    """Create, configure, bind and connect every socket; ``RunError`` with a sentence on failure.
+
+    Linger is 0 unless the plan sets it, so closing never waits for lost peers.
+    On failure, the sockets made so far are closed.
+    """
+    made: dict[str, zmq.Socket[Any]] = {}
+    bound: list[str] = []
+    try:
+        for plan in sockets:
+            made[plan.name] = _socket(ctx, plan, bound)
+    except BaseException:
+        for sock in made.values():
+            sock.close(linger=0)
+        unlink_ipc(bound)
+        raise
+    return made
+
+
+def unlink_ipc(endpoints: Iterable[str]) -> None:
+    """Remove the socket files of ipc endpoints this process bound.
+
+    libzmq 4.3 leaves them behind on close; a later bind would replace them, but
+    a run must not leave files behind, least of all outside its folder.
+    """
+    for ep in endpoints:
+        if ep.startswith("ipc://") and not ep.startswith("ipc://@"):
+            path = ep[len("ipc://"):]
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    os.unlink(path)
+
+
+def _socket(ctx: zmq.Context[Any], plan: SocketPlan, bound: list[str]) -> zmq.Socket[Any]:
+    what = f"socket {plan.name} ({plan.type})"
+    try:
+        sock = ctx.socket(getattr(zmq, plan.type))
+    except (AttributeError, zmq.ZMQError) as exc:
+        raise RunError(f"cannot create {what}: {_reason(exc)}") from None
+    try:
+        sock.setsockopt(zmq.LINGER, 0)
+        for name, value in plan.options.items():
+            _set_option(sock, what, name, value)
+        if plan.type == "SUB":
+            for topic in plan.subscribe:
+                sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        for ep in plan.bind:
+            try:
+                sock.bind(ep)
+            except zmq.ZMQError as exc:
+                raise RunError(f"cannot bind {what} to {ep}: {_reason(exc)}") from None
+            bound.append(ep)
+        for ep in plan.connect:
+            try:
+                sock.connect(ep)
+            except zmq.ZMQError as exc:
+                raise RunError(f"cannot connect {what} to {ep}: {_reason(exc)}") from None
+        if plan.type == "XSUB":
+            for topic in plan.subscribe:  # an XSUB subscribes by sending, not by an option
+                sock.send(b"\x01" + topic.encode())
+    except BaseException:
+        sock.close(linger=0)
+        raise
+    return sock
+
+
+def _set_option(sock: zmq.Socket[Any], what: str, name: str, value: Any) -> None:
+    try:
+        opt = zmq.SocketOption[name.upper()]
+    except KeyError:
+        raise RunError(f"{what}: unknown socket option {name!r}") from None
+    kind = getattr(opt, "_opt_type", None)
+    try:
+        if isinstance(value, bool):
+            value = int(value)
+        if isinstance(value, str):
+            value = value.encode() if kind is not None and kind.value == "bytes" else int(value)
+        elif isinstance(value, int) and kind is not None and kind.value == "bytes":
+            value = str(value).encode()
+        sock.setsockopt(opt, value)
+    except (zmq.ZMQError, ValueError, TypeError) as exc:
+        raise RunError(f"{what}: cannot set option {name} to {value!r}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, zmq.ZMQError):
+        return zmq.strerror(exc.errno)  # pyzmq adds the address, which the sentence names
+    return str(exc) or type(exc).__name__
+
+
+# -- loading node functions -----------------------------------------------------------------------
+
+
+def preload(plan: Plan) -> dict[str, NodeFunction]:
+    """Import every node function and role of ``plan``.
+
+    Returns the callables by the ``run`` string, or ``role:<name>`` for roles.
+    ``plan.pythonpath`` goes to the front of ``sys.path`` first, in order.
+    """
+    from .roles import ROLES
+
+    front = list(plan.pythonpath)
+    sys.path[:] = front + [p for p in sys.path if p not in front]
+    targets: dict[str, NodeFunction] = {}
+    for replica in plan.replicas:
+        if replica.kind == "role" and replica.role is not None:
+            key = f"role:{replica.role}"
+            if key not in targets:
+                if replica.role not in ROLES:
+                    known = ", ".join(sorted(ROLES))
+                    raise RunError(f"node {replica.node} uses unknown role {replica.role!r}; "
+                                   f"the roles are {known}")
+                targets[key] = ROLES[replica.role]
+        elif replica.kind == "run" and replica.run is not None and replica.run not in targets:
+            targets[replica.run] = import_target(replica.run, replica.node)
+    return targets
+
+
+def import_target(target: str, node: str) -> NodeFunction:
+    """``module:function`` (or ``module:Class.method``) -> the callable, or ``RunError``."""
+    module_name, _, attr_path = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except BaseException as exc:  # noqa: BLE001 - a module may raise anything, SystemExit included
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        detail = str(exc) if isinstance(exc, ImportError) else f"{type(exc).__name__}: {exc}"
+        raise RunError(f"cannot import module {module_name!r} for node {node}: {detail}") from None
+    obj: Any = module
+    for part in attr_path.split("."):
+        if not hasattr(obj, part):
+            names = [n for n in dir(obj) if not n.startswith("_")]
+            close = difflib.get_close_matches(part, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            owner = f"module {module_name!r}" if obj is module else repr(obj)
+            raise RunError(f"{owner} has no function {part!r} (node {node}){hint}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise RunError(f"{target} is not a function (node {node}): it is a {type(obj).__name__}")
+    return obj  # type: ignore[no-any-return]
+
+
+# -- inside the child -----------------------------------------------------------------------------
+
+
+def run_child(plan: Plan, replica: ReplicaPlan, target: NodeFunction, ready_fd: int | None) -> int:
+    """Run one node in a freshly forked child; returns its exit status.
+
+    Builds the sockets on a new context, then writes ``b"R"`` to ``ready_fd``
+    (the node is ready), calls ``target(node)`` and cleans up. A socket that
+    cannot be bound or connected is one sentence on stderr and status 1, with
+    no ready byte.
+    """
+    ctx: zmq.Context[Any] = zmq.Context()
+    try:
+        try:
+            sockets = build_sockets(ctx, replica.sockets)
+        except RunError as exc:
+            print(f"{replica.name}: {exc}", file=sys.stderr)
+            return 1
+        node = Node(replica, plan.run_id, plan.run_dir, ctx, sockets)
+        fd, ready_fd = ready_fd, None  # _call owns it now
+        code = _call(node, target, replica.stop_signal, fd)
+        node.close()
+        return code
+    finally:
+        if ready_fd is not None:
+            os.close(ready_fd)  # EOF without a byte: not ready
+        if not ctx.closed:
+            ctx.destroy(linger=0)
+        _flush()
+
+
+def _call(node: Node, target: NodeFunction, stop_signal: int, ready_fd: int | None) -> int:
+    """Signal readiness, call the node function, turn whatever it did into an exit status."""
+    try:
+        node._arm(stop_signal)
+        if ready_fd is not None:
+            fd, ready_fd = ready_fd, None
+            try:
+                os.write(fd, b"R")
+            finally:
+                os.close(fd)
+        return exit_status(target(node))
+    except SystemExit as exc:
+        return exit_status(exc.code)
+    except BaseException:  # noqa: BLE001 - the node's failure, reported as its exit status
+        traceback.print_exc()
+        return 1
+    finally:
+        node._armed = False
+        if ready_fd is not None:
+            os.close(ready_fd)
+
+
+def exit_status(value: object) -> int:
+    """What a returned value or ``SystemExit`` code means as an exit status (like ``sys.exit``)."""
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return int(value)
+    print(value, file=sys.stderr)
+    return 1
+
+
+def _flush() -> None:
+    # The spawner ends the child with os._exit, which would drop buffered output.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Node:
+    """The ``Node`` of a Python program started as a ``command`` node, from ``TOPO_SPEC``.
+
+    Sockets are created, bound and connected; the stop signal sets
+    ``node.stopping`` and raises ``SystemExit(0)`` unless the program sets
+    ``node.interrupt_on_stop = False``. Use ``with from_env() as node:`` or call
+    ``node.close()`` at the end.
+    """
+    env = os.environ if environ is None else environ
+    path = env.get("TOPO_SPEC")
+    if not path:
+        raise RunError("TOPO_SPEC is not set: this program expects to be started by `topo up` "
+                       "as a command node")
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        replica = ReplicaPlan.from_dict(doc["replica"])
+        run_id, run_dir = str(doc["run_id"]), str(doc["run_dir"])
+    except OSError as exc:
+        raise RunError(f"cannot read the node spec TOPO_SPEC={path}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunError(f"the node spec TOPO_SPEC={path} is not one topo wrote: {exc}") from None
+    ctx: zmq.Context[Any] = zmq.Context()
+    try:
+        sockets = build_sockets(ctx, replica.sockets)
+    except BaseException:
+        ctx.destroy(linger=0)
+        raise
+    node = Node(replica, run_id, run_dir, ctx, sockets)
+    node._arm(replica.stop_signal)
+    return node

@@ -1,0 +1,119 @@
+"""Foreground output: every line a node writes, prefixed ``node.replica | ``.
+
+Prefixes are padded to one width so the ``|`` align, and coloured per node only
+when the stream is a terminal and neither ``--no-color`` nor ``NO_COLOR`` says
+otherwise. Partial lines wait in a per-replica buffer until their newline (or
+until the replica's pipe closes). Each line is also appended to the replica's
+log file. The supervisor's own messages go to stderr as ``topo | ...``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from typing import BinaryIO
+
+_PALETTE = (36, 33, 32, 35, 34, 91, 92, 93, 94, 95, 96)
+_MAX_PARTIAL = 1 << 16  # a line longer than this is cut, so one chatty node cannot eat memory
+
+
+def use_color(stream: BinaryIO | object, no_color: bool, environ: Mapping[str, str]) -> bool:
+    if no_color or environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class Printer:
+    def __init__(
+        self,
+        names: Iterable[str],
+        *,
+        out: BinaryIO | None = None,
+        err: BinaryIO | None = None,
+        color: bool = False,
+        log_paths: Mapping[str, str] | None = None,
+    ) -> None:
+        self.names = list(names)
+        self.out = out if out is not None else sys.stdout.buffer
+        self.err = err if err is not None else sys.stderr.buffer
+        width = max([len(n) for n in self.names] + [len("topo")])
+        nodes = list(dict.fromkeys(n.rsplit(".", 1)[0] for n in self.names))
+        colours = {node: _PALETTE[i % len(_PALETTE)] for i, node in enumerate(nodes)}
+        self._prefix: dict[str, bytes] = {}
+        for name in self.names:
+            text = f"{name:<{width}} | "
+            if color:
+                text = f"\x1b[{colours[name.rsplit('.', 1)[0]]}m{text}\x1b[0m"
+            self._prefix[name] = text.encode()
+        self._topo = (f"\x1b[1m{'topo':<{width}} | \x1b[0m" if color else f"{'topo':<{width}} | ")
+        self._partial: dict[str, bytes] = {}
+        self._log_paths = dict(log_paths or {})
+        self._logs: dict[str, int] = {}
+
+    def feed(self, name: str, data: bytes) -> list[bytes]:
+        """Print the complete lines in ``data`` (after what was buffered); return them."""
+        buf = self._partial.pop(name, b"") + data
+        *lines, rest = buf.split(b"\n")
+        if len(rest) > _MAX_PARTIAL:
+            lines.append(rest)
+            rest = b""
+        if rest:
+            self._partial[name] = rest
+        if lines:
+            self._emit(name, lines)
+        return lines
+
+    def flush(self, name: str) -> list[bytes]:
+        """The replica's pipe closed: print what is left of its last line."""
+        rest = self._partial.pop(name, b"")
+        if rest:
+            self._emit(name, [rest])
+            return [rest]
+        return []
+
+    def event(self, message: str) -> None:
+        """A supervisor message (exit, restart, failure), on stderr."""
+        try:
+            self.err.write(f"{self._topo}{message}\n".encode())
+            self.err.flush()
+        except (OSError, ValueError):
+            pass
+
+    def _emit(self, name: str, lines: list[bytes]) -> None:
+        prefix = self._prefix.get(name, name.encode() + b" | ")
+        try:
+            self.out.write(b"".join(prefix + line + b"\n" for line in lines))
+            self.out.flush()
+        except (OSError, ValueError):
+            pass  # our stdout is gone (closed pipe): the log files still get it
+        fd = self._log_fd(name)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(fd, b"".join(line + b"\n" for line in lines))
+
+    def _log_fd(self, name: str) -> int | None:
+        fd = self._logs.get(name)
+        if fd is None and self._log_paths.get(name):
+            try:
+                fd = os.open(
+                    self._log_paths[name],
+                    os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                    0o600,
+                )
+            except OSError:
+                return None
+            self._logs[name] = fd
+        return fd
+
+    def log_fds(self) -> list[int]:
+        return list(self._logs.values())
+
+    def close(self) -> None:
+        for name in list(self._partial):
+            self.flush(name)
+        for fd in self._logs.values():
+            os.close(fd)
+        self._logs.clear()

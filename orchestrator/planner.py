@@ -1,0 +1,311 @@
+"""Topology -> Plan: every endpoint, folder and variable resolved before anything starts.
+
+Pure except for the injected port allocator: the same topology, run id, run
+folder and allocator give the same plan. The topology is assumed valid (the
+validator ran first); what cannot be planned still raises ``RunError`` with a
+sentence rather than a ``KeyError``.
+
+Endpoint rules (SPEC §1):
+- ``tcp://HOST:*`` or ``tcp://HOST:0`` binds get a port from ``allocate_port(HOST)``,
+  one per replica; a plan never hands out the same port twice.
+- a relative ``ipc://name`` becomes ``ipc://<run_dir>/name``; a node with more than
+  one replica binds ``name.<replica>`` so the replicas do not collide. ``ipc://*``
+  gets a name of its own in the run folder.
+- a connect reference ``node.socket[@transport]`` resolves to the bind endpoints
+  of every replica of that socket (filtered by transport), in replica order.
+- literal connects stay, except relative ipc paths, which resolve like binds do
+  (and to every replica's path when the binder has replicas).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import socket
+from collections import deque
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from .errors import RunError
+from .model import Endpoint, NodeSpec, SocketSpec, Topology
+from .plan import Plan, ReplicaPlan, SocketPlan
+
+PortAllocator = Callable[[str], int]
+
+_ALL_INTERFACES = {"*", "0.0.0.0", "", "[::]", "::"}
+_MAX_PORT_TRIES = 64
+# Ports this process handed out lately: two plans made one after the other must not share one.
+_recent_ports: deque[int] = deque(maxlen=4096)
+
+
+def free_tcp_port(host: str) -> int:
+    """A TCP port that is free on ``host`` now: bind to (host, 0), read the port, close."""
+    family, addr = socket.AF_INET, host
+    if host in _ALL_INTERFACES:
+        family, addr = (socket.AF_INET6, "::") if ":" in host else (socket.AF_INET, "")
+    elif host.startswith("["):
+        family, addr = socket.AF_INET6, host.strip("[]")
+    for _ in range(_MAX_PORT_TRIES):
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((addr, 0))
+            except OSError:
+                # An interface name (tcp://eth0:*) or an unresolvable host: any free port will do.
+                sock.bind(("", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _recent_ports:
+            _recent_ports.append(port)
+            return port
+    raise RunError(f"could not find a free TCP port on {host!r}")
+
+
+def plan_run(
+    topology: Topology,
+    file: Path,
+    run_id: str,
+    run_dir: Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    allocate_port: PortAllocator = free_tcp_port,
+) -> Plan:
+    """Resolve ``topology`` into a ``Plan`` for run ``run_id`` living in ``run_dir``.
+
+    ``environ`` only serves ``~`` in ``cwd`` and ``pythonpath`` (HOME); node
+    environments hold the node's ``env`` plus ``TOPO_*``, never the caller's
+    environment (the spawner merges that underneath).
+    """
+    environ = os.environ if environ is None else environ
+    file = Path(os.path.abspath(file))
+    base = str(file.parent)
+    rdir = os.path.abspath(run_dir)
+    binds = _Binds(topology, rdir, allocate_port)
+    replicas: list[ReplicaPlan] = []
+    for name, node in topology.nodes.items():
+        cwd = _folder(node.cwd or ".", base, environ)
+        for i in range(node.replicas):
+            sockets = tuple(
+                SocketPlan(
+                    name=sname,
+                    type=spec.type,
+                    bind=binds.of(name, sname, i),
+                    connect=_connects(spec, name, sname, binds, rdir),
+                    subscribe=tuple(spec.subscribe or ()),
+                    options=dict(spec.options),
+                )
+                for sname, spec in node.sockets.items()
+            )
+            replicas.append(_replica(run_id, rdir, name, i, node, cwd, sockets))
+    return Plan(
+        run_id=run_id,
+        run_dir=rdir,
+        file=str(file),
+        replicas=tuple(replicas),
+        tiers=dependency_tiers(topology),
+        pythonpath=_pythonpath(topology, base, environ),
+    )
+
+
+def dependency_tiers(topology: Topology) -> tuple[tuple[str, ...], ...]:
+    """Topological levels of ``depends_on``: tier 0 depends on nothing; file order within a tier."""
+    level: dict[str, int] = {}
+    visiting: set[str] = set()
+
+    def depth(name: str) -> int:
+        if name in level:
+            return level[name]
+        if name in visiting:
+            raise RunError(f"depends_on forms a cycle through node {name}")
+        if name not in topology.nodes:
+            raise RunError(f"depends_on names node {name}, which does not exist")
+        visiting.add(name)
+        deps = topology.nodes[name].depends_on
+        level[name] = 1 + max((depth(d) for d in deps), default=-1)
+        visiting.discard(name)
+        return level[name]
+
+    for name in topology.nodes:
+        depth(name)
+    count = max(level.values(), default=-1) + 1
+    return tuple(tuple(n for n in topology.nodes if level[n] == t) for t in range(count))
+
+
+def socket_env_name(socket_name: str) -> str:
+    """``in-jobs`` -> ``TOPO_SOCKET_IN_JOBS``."""
+    return "TOPO_SOCKET_" + socket_name.upper().replace("-", "_")
+
+
+# -- endpoints ------------------------------------------------------------------------------------
+
+
+class _Binds:
+    """Every replica's resolved bind endpoints, made in one pass so ports stay unique."""
+
+    def __init__(self, topology: Topology, run_dir: str, allocate_port: PortAllocator):
+        self._run_dir = run_dir
+        self._allocate = allocate_port
+        self._used = _literal_ports(topology)
+        self.table: dict[tuple[str, str], list[tuple[str, ...]]] = {}
+        # A literal connect to `ipc://name` reaches every replica's `name.<i>`.
+        self.by_declared: dict[str, list[str]] = {}
+        for name, node in topology.nodes.items():
+            for sname, spec in node.sockets.items():
+                self.table[(name, sname)] = [
+                    tuple(self._bind(ep, name, sname, i, node) for ep in spec.bind)
+                    for i in range(node.replicas)
+                ]
+
+    def of(self, node: str, sock: str, replica: int) -> tuple[str, ...]:
+        return self.table[(node, sock)][replica]
+
+    def _bind(self, ep: Endpoint, node: str, sock: str, replica: int, spec: NodeSpec) -> str:
+        text = ep.endpoint
+        transport, _, rest = text.partition("://")
+        transport = transport.lower()
+        if transport == "tcp":
+            host, _, port = rest.rpartition(":")
+            if port in ("*", "0"):
+                return f"tcp://{host}:{self._port(host)}"
+            return text
+        if transport == "ipc" and _is_relative_ipc(rest):
+            declared = ipc_in_run_dir(rest, self._run_dir)
+            if rest == "*":
+                declared = ipc_in_run_dir(f"{node}.{sock}", self._run_dir)
+            resolved = f"{declared}.{replica}" if spec.replicas > 1 else declared
+            self.by_declared.setdefault(declared, []).append(resolved)
+            return resolved
+        return text
+
+    def _port(self, host: str) -> int:
+        for _ in range(_MAX_PORT_TRIES):
+            port = self._allocate(host)
+            if port not in self._used:
+                self._used.add(port)
+                return port
+        raise RunError(f"the port allocator kept returning ports already in use on {host!r}")
+
+
+def _connects(
+    spec: SocketSpec, node: str, sock: str, binds: _Binds, run_dir: str
+) -> tuple[str, ...]:
+    out: list[str] = []
+    for ep in spec.connect:
+        if ep.is_reference:
+            out.extend(_reference(ep.endpoint, node, sock, binds))
+            continue
+        text = ep.endpoint
+        transport, _, rest = text.partition("://")
+        if transport.lower() == "ipc" and _is_relative_ipc(rest) and rest != "*":
+            resolved = ipc_in_run_dir(rest, run_dir)
+            out.extend(binds.by_declared.get(resolved, [resolved]))
+        else:
+            out.append(text)
+    return tuple(dict.fromkeys(out))  # one connect per endpoint, order kept
+
+
+def _reference(ref: str, node: str, sock: str, binds: _Binds) -> list[str]:
+    target, _, transport = ref.partition("@")
+    peer, _, peer_sock = target.partition(".")
+    if (peer, peer_sock) not in binds.table:
+        raise RunError(
+            f"socket {node}.{sock} connects to {ref}, which is not a socket of the topology")
+    found = [
+        connectable(ep)
+        for replica_binds in binds.table[(peer, peer_sock)]
+        for ep in replica_binds
+        if not transport or ep.split("://", 1)[0].lower() == transport.lower()
+    ]
+    if not found:
+        what = f"no {transport} endpoint" if transport else "no endpoint"
+        raise RunError(f"socket {node}.{sock} connects to {ref}, but {target} binds {what}")
+    return found
+
+
+def connectable(bind_endpoint: str) -> str:
+    """The endpoint a peer connects to for a bind: `*` and `0.0.0.0` mean this machine."""
+    transport, _, rest = bind_endpoint.partition("://")
+    if transport.lower() != "tcp":
+        return bind_endpoint
+    host, _, port = rest.rpartition(":")
+    if host in ("*", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host in ("[::]", "::"):
+        host = "[::1]"
+    return f"tcp://{host}:{port}"
+
+
+def ipc_in_run_dir(path: str, run_dir: str) -> str:
+    return "ipc://" + posixpath.normpath(posixpath.join(run_dir, path))
+
+
+def _is_relative_ipc(path: str) -> bool:
+    # `@name` is Linux's abstract namespace: no file, so nothing to put in the run folder.
+    return not path.startswith(("/", "@"))
+
+
+def _literal_ports(topology: Topology) -> set[int]:
+    ports = set()
+    for node in topology.nodes.values():
+        for spec in node.sockets.values():
+            for ep in spec.bind:
+                if ep.transport == "tcp":
+                    port = ep.endpoint.rpartition(":")[2]
+                    if port.isdigit() and int(port):
+                        ports.add(int(port))
+    return ports
+
+
+# -- the rest of a replica ------------------------------------------------------------------------
+
+
+def _replica(
+    run_id: str, run_dir: str, name: str, i: int, node: NodeSpec, cwd: str,
+    sockets: tuple[SocketPlan, ...],
+) -> ReplicaPlan:
+    spec_path = posixpath.join(run_dir, "spec", f"{name}.{i}.json")
+    env = dict(node.env)
+    env.update(
+        TOPO_RUN=run_id,
+        TOPO_NODE=name,
+        TOPO_REPLICA=str(i),
+        TOPO_RUN_DIR=run_dir,
+        TOPO_SPEC=spec_path,
+    )
+    for s in sockets:
+        key = socket_env_name(s.name)
+        env[key] = ",".join(s.bind + s.connect)
+        env[key + "_TYPE"] = s.type
+        env[key + "_MODE"] = s.mode
+        if s.bind and s.connect:  # both: say which is which
+            env[key + "_BIND"] = ",".join(s.bind)
+            env[key + "_CONNECT"] = ",".join(s.connect)
+    return ReplicaPlan(
+        node=name,
+        replica=i,
+        kind=node.kind,
+        role=node.role,
+        run=node.run,
+        argv=tuple(node.command) if node.command is not None else None,
+        params=dict(node.with_),
+        cwd=cwd,
+        env=env,
+        sockets=sockets,
+        ipc=tuple(node.ipc),
+        log_path=posixpath.join(run_dir, "logs", f"{name}.{i}.log"),
+        spec_path=spec_path,
+        stop_signal=node.stop_signal,
+    )
+
+
+def _folder(path: str, base: str, environ: Mapping[str, str]) -> str:
+    home = environ.get("HOME")
+    if home and (path == "~" or path.startswith("~/")):
+        path = home + path[1:]
+    return os.path.normpath(os.path.join(base, path))
+
+
+def _pythonpath(topology: Topology, base: str, environ: Mapping[str, str]) -> tuple[str, ...]:
+    if topology.pythonpath is None:
+        folders = [base, os.getcwd()]
+    else:
+        folders = [_folder(p, base, environ) for p in topology.pythonpath]
+    return tuple(dict.fromkeys(folders))

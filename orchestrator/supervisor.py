@@ -1,0 +1,468 @@
+"""The supervisor's state machine (SPEC §3-§5), fed one event at a time.
+
+Events: a child exited (``on_exit``), a run node wrote its ready byte
+(``on_ready``), a node wrote output (``on_output``), a signal arrived
+(``on_signal``, dispatched to ``handle_int`` / ``handle_term`` / ... by name),
+and time passed (``fire_timers``). The real event loop (``eventloop.py``)
+turns pidfds, pipes and the signal wake-up fd into these calls and sleeps
+until ``next_deadline()``; tests feed scripted histories with a fake clock and
+a fake spawner instead. Clock, spawner and printer are parameters.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .output import Printer
+from .plan import Plan, ReplicaPlan
+from .policy import Decision, History, Outcome, RestartPolicy, decide
+from .readiness import Probe, make_probe, next_retry
+from .spawn import Proc
+
+TERMINAL = ("exited", "failed")
+INF = float("inf")
+
+
+class SpawnerLike(Protocol):
+    def fork_function(self, start_child: Callable[[int], int]) -> Proc: ...
+    def exec_command(
+        self, argv: tuple[str, ...] | list[str], env: Mapping[str, str], cwd: str, *,
+        capture: bool = True,
+    ) -> Proc: ...
+    def signal_group(self, pgid: int, sig: int) -> None: ...
+    def group_gone(self, pgid: int) -> None: ...
+
+
+class Watcher(Protocol):
+    def watch(self, proc: Proc, name: str) -> None: ...
+
+
+class _NoWatcher:
+    def watch(self, proc: Proc, name: str) -> None:
+        pass
+
+
+@dataclass
+class Options:
+    timeout: float | None = None
+    exit_code_from: str | None = None
+    abort_on_failure: bool = False
+
+
+@dataclass
+class Replica:
+    plan: ReplicaPlan
+    policy: RestartPolicy
+    probe: Probe
+    stop_signal: int = signal.SIGTERM
+    stop_timeout: float = 5.0
+    status: str = "waiting"  # waiting starting ready restarting exited failed
+    proc: Proc | None = None
+    started_at: float = 0.0
+    ready: bool = False
+    ever_ready: bool = False
+    history: History = field(default_factory=History)
+    exit_code: int | None = None
+    restarts: int = 0
+    gen: int = 0  # bumped to cancel this replica's pending timers
+    probe_delay: float | None = None
+    probe_proc: Proc | None = None
+    not_ready: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+
+class Supervisor:
+    def __init__(
+        self,
+        plan: Plan,
+        topology: Any,
+        *,
+        spawner: SpawnerLike,
+        printer: Printer,
+        clock: Callable[[], float] = time.monotonic,
+        options: Options | None = None,
+        targets: Mapping[str, Callable[..., Any]] | None = None,
+        run_child: Callable[..., int] | None = None,
+        environ: Mapping[str, str] | None = None,
+        on_change: Callable[[Supervisor], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.spawner = spawner
+        self.printer = printer
+        self.clock = clock
+        self.options = options or Options()
+        self.targets = dict(targets or {})
+        self._run_child = run_child
+        self.environ = dict(os.environ if environ is None else environ)
+        self.on_change = on_change  # the state file writer; called when pids change
+        self.watcher: Watcher = _NoWatcher()
+        self.replicas: dict[str, Replica] = {}
+        self.nodes: dict[str, list[Replica]] = {}
+        self.deps: dict[str, list[str]] = {}
+        for rp in plan.replicas:
+            spec = topology.nodes[rp.node]
+            if rp.kind == "command":
+                probe = make_probe(spec.ready, cwd=rp.cwd, run_dir=plan.run_dir)
+            else:  # ready when its b"R" arrives; `ready:` may only bound the wait
+                probe = Probe("ready-byte", float(spec.ready.timeout) if spec.ready else INF)
+            r = Replica(
+                rp,
+                policy_of(spec),
+                probe,
+                stop_signal=int(getattr(rp, "stop_signal", None) or spec.stop_signal),
+                stop_timeout=float(spec.stop_timeout),
+            )
+            self.replicas[rp.name] = r
+            self.nodes.setdefault(rp.node, []).append(r)
+            self.deps[rp.node] = list(spec.depends_on)
+        tiers = [list(t) for t in plan.tiers] or [list(self.nodes)]
+        listed = {n for t in tiers for n in t}
+        tiers[-1].extend(n for n in self.nodes if n not in listed)
+        self.tiers = tiers
+        self.by_pid: dict[int, Replica] = {}
+        self.probe_pids: dict[int, Replica] = {}
+        self.started_nodes: set[str] = set()
+        self._timers: list[tuple[float, int, str, str, int]] = []
+        self._seq = 0
+        self.stopping = False
+        self.done = False
+        self.code: int | None = None
+        self._tier = -1
+        self._tier_signalled = False
+        self.ready_hook: Callable[[Replica], None] | None = None  # benchmarks and tests
+
+    # -- events ------------------------------------------------------------
+    def start(self) -> None:
+        if self.options.timeout is not None:
+            self._at(self.clock() + self.options.timeout, "timeout", "")
+        self._start_eligible()
+        self._check_end()
+
+    def on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name[3:].lower()
+        handler = getattr(self, f"handle_{name}", None)
+        if handler is not None:
+            handler()
+
+    def handle_int(self) -> None:
+        self._interrupt(130, "interrupted")
+
+    def handle_term(self) -> None:
+        self._interrupt(143, "terminated")
+
+    def handle_hup(self) -> None:
+        self._interrupt(129, "hung up")
+
+    def on_ready(self, pid: int) -> None:
+        r = self.by_pid.get(pid)
+        if r is not None and not r.ready:
+            self._mark_ready(r)
+
+    def on_output(self, pid: int, name: str, data: bytes) -> None:
+        lines = self.printer.feed(name, data)
+        r = self.replicas.get(name)
+        if r is not None and r.probe.kind == "log" and not r.ready and r.proc is not None \
+                and r.proc.pid == pid and any(r.probe.matches(line) for line in lines):
+            self._mark_ready(r)
+
+    def on_output_closed(self, name: str) -> None:
+        self.printer.flush(name)
+
+    def on_exit(self, pid: int, code: int) -> None:
+        if pid in self.probe_pids:
+            self._probe_exited(self.probe_pids.pop(pid), code)
+            return
+        r = self.by_pid.pop(pid, None)
+        if r is None or r.proc is None or r.proc.pid != pid:
+            return
+        # Whatever the leader left in its group (a node's own children) goes with it.
+        self.spawner.signal_group(pid, signal.SIGKILL)
+        self.spawner.group_gone(pid)
+        r.proc = None
+        if r.not_ready and code == 0:
+            code = 1
+        self._changed()
+        self._after_exit(r, code)
+
+    def next_deadline(self) -> float | None:
+        while self._timers and not self._live_timer(self._timers[0]):
+            heapq.heappop(self._timers)
+        return self._timers[0][0] if self._timers else None
+
+    def fire_timers(self) -> None:
+        now = self.clock()
+        while self._timers and self._timers[0][0] <= now:
+            timer = heapq.heappop(self._timers)
+            if self._live_timer(timer):
+                getattr(self, f"_timer_{timer[2]}")(self.replicas.get(timer[3]))
+
+    # -- starting ------------------------------------------------------------
+    def _start_eligible(self) -> None:
+        if self.stopping:
+            return
+        for node, reps in self.nodes.items():
+            if node in self.started_nodes:
+                continue
+            deps = self.deps[node]
+            if any(_never_ready(x) for d in deps for x in self.nodes.get(d, [])):
+                self.started_nodes.add(node)
+                for r in reps:
+                    r.status = "failed"
+                    self.printer.event(f"{r.name} not started: a node it depends on failed")
+                continue
+            if all(all(x.ever_ready for x in self.nodes.get(d, [])) for d in deps):
+                self.started_nodes.add(node)
+                for r in reps:
+                    self._spawn(r)
+
+    def _spawn(self, r: Replica) -> None:
+        r.gen += 1
+        r.ready = r.not_ready = False
+        r.probe_delay = None
+        r.status = "starting"
+        r.started_at = self.clock()
+        rp = r.plan
+        try:
+            if rp.kind == "command":
+                proc = self.spawner.exec_command(rp.argv or (), self._command_env(rp), rp.cwd)
+            else:
+                proc = self.spawner.fork_function(self._child_main(rp))
+        except OSError as exc:
+            self.printer.event(f"{r.name} could not start: {exc.strerror or exc}")
+            self._after_exit(r, 127)
+            return
+        r.proc = proc
+        self.by_pid[proc.pid] = r
+        self.watcher.watch(proc, r.name)
+        self._changed()
+        if r.probe.immediate:
+            self._mark_ready(r)
+            return
+        if r.probe.timed:
+            r.probe_delay = next_retry(None)
+            self._at(r.started_at + r.probe_delay, "probe", r.name, r.gen)
+        if r.probe.timeout != INF:
+            self._at(r.started_at + r.probe.timeout, "ready_timeout", r.name, r.gen)
+
+    def _child_main(self, rp: ReplicaPlan) -> Callable[[int], int]:
+        target = self.targets[rp.run if rp.kind == "run" else f"role:{rp.role}"]
+        run_child = self._run_child
+        if run_child is None:
+            from .node import run_child
+        plan = self.plan
+        return lambda ready_fd: run_child(plan, rp, target, ready_fd)
+
+    def _command_env(self, rp: ReplicaPlan) -> dict[str, str]:
+        env = {**self.environ, "PYTHONUNBUFFERED": "1", **rp.env}
+        if rp.spec_path:
+            env.setdefault("TOPO_SPEC", rp.spec_path)
+        return env
+
+    # -- readiness -------------------------------------------------------------
+    def _mark_ready(self, r: Replica) -> None:
+        r.ready = r.ever_ready = True
+        r.status = "ready"
+        r.gen += 1  # cancels probe and ready timeout
+        self._stop_probe(r)
+        if self.ready_hook is not None:
+            self.ready_hook(r)
+        self._start_eligible()
+
+    def _timer_probe(self, r: Replica) -> None:
+        if r.probe.kind == "command":
+            if r.probe_proc is None:
+                try:
+                    r.probe_proc = self.spawner.exec_command(
+                        r.probe.argv, self._command_env(r.plan), r.plan.cwd, capture=False)
+                except OSError:
+                    self._retry_probe(r)
+                    return
+                self.probe_pids[r.probe_proc.pid] = r
+                self.watcher.watch(r.probe_proc, r.name)
+            return
+        if r.probe.check():
+            self._mark_ready(r)
+        else:
+            self._retry_probe(r)
+
+    def _retry_probe(self, r: Replica) -> None:
+        r.probe_delay = next_retry(r.probe_delay)
+        self._at(self.clock() + r.probe_delay, "probe", r.name, r.gen)
+
+    def _probe_exited(self, r: Replica, code: int) -> None:
+        r.probe_proc = None
+        if r.proc is None or r.ready or self.stopping:
+            return
+        if code == 0:
+            self._mark_ready(r)
+        else:
+            self._retry_probe(r)
+
+    def _stop_probe(self, r: Replica) -> None:
+        if r.probe_proc is not None:
+            self.spawner.signal_group(r.probe_proc.pid, signal.SIGKILL)
+
+    def _timer_ready_timeout(self, r: Replica) -> None:
+        if r.proc is not None and not r.ready:
+            self.printer.event(
+                f"{r.name} did not become ready within {r.probe.timeout:g}s "
+                f"({r.probe.kind}); killing it")
+            r.not_ready = True
+            self.spawner.signal_group(r.proc.pid, signal.SIGKILL)
+
+    # -- exits, restarts, the end ---------------------------------------------------
+    def _after_exit(self, r: Replica, code: int) -> None:
+        r.exit_code = code
+        r.gen += 1
+        self._stop_probe(r)
+        if self.stopping:
+            r.status = "exited"
+            self._advance_shutdown()
+            return
+        d: Decision = decide(r.policy, r.history, code=code, started_at=r.started_at,
+                             ready=r.ready and not r.not_ready, now=self.clock())
+        r.history = d.history
+        if d.outcome is Outcome.RESTART:
+            r.restarts += 1
+            r.status = "restarting"
+            when = "now" if d.delay == 0 else f"in {d.delay:.2g}s"
+            self.printer.event(f"{r.name} exited with code {code}; restarting {when}")
+            if d.delay == 0:
+                self._spawn(r)
+            else:
+                self._at(self.clock() + d.delay, "restart", r.name, r.gen)
+            return
+        if d.outcome is Outcome.FINISHED:
+            r.status = "exited"
+            self.printer.event(f"{r.name} exited with code {code}")
+        else:
+            r.status = "failed"
+            self.printer.event(f"{r.name} exited with code {code}; failed ({d.reason})")
+            if self.options.abort_on_failure:
+                self._begin_shutdown(1, f"{r.name} failed; stopping (--abort-on-failure)")
+                return
+            self._start_eligible()  # dependents that now can never start are failed
+        self._check_end()
+
+    def _timer_restart(self, r: Replica) -> None:
+        self._spawn(r)
+
+    def _timer_timeout(self, _: Replica | None) -> None:
+        self._begin_shutdown(124, f"timeout after {self.options.timeout:g}s; stopping")
+
+    def _check_end(self) -> None:
+        if self.stopping:
+            return
+        target = self.options.exit_code_from
+        if target is not None and target in self.nodes:
+            reps = self.nodes[target]
+            if all(r.status in TERMINAL for r in reps):
+                self._begin_shutdown(node_code(reps), f"{target} finished")
+            return
+        if all(r.status in TERMINAL for r in self.replicas.values()):
+            ok = all(r.status == "exited" and r.exit_code == 0 for r in self.replicas.values())
+            self._begin_shutdown(0 if ok else 1, "every node has finished")
+
+    def _interrupt(self, code: int, why: str) -> None:
+        if self.stopping:
+            self.printer.event(f"{why} again: killing every node now")
+            for r in self.replicas.values():
+                if r.proc is not None:
+                    self.spawner.signal_group(r.proc.pid, signal.SIGKILL)
+            return
+        self._begin_shutdown(code, f"{why}; stopping")
+
+    def _begin_shutdown(self, code: int, why: str) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.code = code
+        self.printer.event(why)
+        for r in self.replicas.values():
+            r.gen += 1
+            self._stop_probe(r)
+        self._tier = len(self.tiers) - 1
+        self._tier_signalled = False
+        self._advance_shutdown()
+
+    def _advance_shutdown(self) -> None:
+        while self._tier >= 0:
+            live = [r for n in self.tiers[self._tier] for r in self.nodes.get(n, [])
+                    if r.proc is not None]
+            if live and not self._tier_signalled:
+                self._tier_signalled = True
+                now = self.clock()
+                for r in live:
+                    self.spawner.signal_group(r.proc.pid, r.stop_signal)  # type: ignore[union-attr]
+                    self._at(now + r.stop_timeout, "kill", r.name, r.gen)
+            if live:
+                return
+            self._tier -= 1
+            self._tier_signalled = False
+        if not self.by_pid and not self.probe_pids:
+            self.done = True
+
+    def _timer_kill(self, r: Replica) -> None:
+        if r.proc is not None:
+            self.printer.event(f"{r.name} still running {r.stop_timeout:g}s after "
+                               f"{signal.Signals(r.stop_signal).name}; sending SIGKILL")
+            self.spawner.signal_group(r.proc.pid, signal.SIGKILL)
+
+    # -- plumbing ---------------------------------------------------------------
+    def _at(self, when: float, kind: str, name: str, gen: int = -1) -> None:
+        self._seq += 1
+        heapq.heappush(self._timers, (when, self._seq, kind, name, gen))
+
+    def _live_timer(self, timer: tuple[float, int, str, str, int]) -> bool:
+        _, _, kind, name, gen = timer
+        if kind == "timeout":
+            return not self.stopping
+        r = self.replicas[name]
+        return gen == r.gen and (kind == "kill" or not self.stopping)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "replicas": {
+                r.name: {"pid": r.proc.pid if r.proc else None, "status": r.status,
+                         "restarts": r.restarts, "exit_code": r.exit_code,
+                         "kind": r.plan.kind, "log": r.plan.log_path}
+                for r in self.replicas.values()
+            },
+        }
+
+
+def _never_ready(r: Replica) -> bool:
+    """A replica its dependents can no longer wait for."""
+    return r.status == "failed" or (r.status in TERMINAL and not r.ever_ready)
+
+
+def node_code(reps: list[Replica]) -> int:
+    """A finished node's exit code: its first failed replica's code, else 0."""
+    for r in reps:
+        if r.status == "failed" or (r.exit_code or 0) != 0:
+            return r.exit_code if r.exit_code not in (None, 0) else 1
+    return 0
+
+
+def policy_of(spec: Any) -> RestartPolicy:
+    return RestartPolicy(
+        mode=spec.restart,
+        initial=float(spec.backoff.initial),
+        factor=float(spec.backoff.factor),
+        max_delay=float(spec.backoff.max),
+        max_restarts=int(spec.max_restarts),
+        window=float(spec.restart_window),
+    )

@@ -1,0 +1,1 @@
+"""Small node functions and programs the process tests run."""

@@ -1,0 +1,42 @@
+"""`run` node functions for the tests (imported by the supervisor, called in forked children)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+
+def ok(node: Any) -> int:
+    print(f"hello from {node.name}.{node.replica}")
+    return 0
+
+
+def fail(node: Any) -> int:
+    print("failing on purpose", file=sys.stderr)
+    return 3
+
+
+def serve(node: Any) -> int:
+    """Run until stopped (SIGTERM's default action ends it when nothing handles it)."""
+    print(f"serving pid={os.getpid()}", flush=True)
+    while not node.stopping.wait(3600):
+        pass
+    return 0
+
+
+def crash_once(node: Any) -> int:
+    """Crash at first start (a marker file remembers), then serve."""
+    marker = os.path.join(os.environ.get("TOPO_STATE_DIR", "/tmp"), f"crashed-{node.run_id}")
+    if not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        print("crashing", flush=True)
+        return 1
+    return serve(node)
+
+
+def flap(node: Any) -> int:
+    time.sleep(0.01)
+    return 1
