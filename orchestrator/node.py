@@ -137,7 +137,7 @@ def _set_from_handler(event: threading.Event) -> None:
         event.set()
     elif cond.acquire(blocking=False):
         try:
-            event._flag = True  # type: ignore[attr-defined]
+            event._flag = True
             cond.notify_all()
         finally:
             cond.release()
@@ -236,7 +236,7 @@ def unlink_ipc(endpoints: Iterable[str]) -> None:
 def _socket(ctx: zmq.Context[Any], plan: SocketPlan, bound: list[str]) -> zmq.Socket[Any]:
     what = f"socket {plan.name} ({plan.type})"
     try:
-        sock = ctx.socket(getattr(zmq, plan.type))
+        sock: zmq.Socket[Any] = ctx.socket(getattr(zmq, plan.type))
     except (AttributeError, zmq.ZMQError) as exc:
         raise RunError(f"cannot create {what}: {_reason(exc)}") from None
     try:
@@ -286,7 +286,8 @@ def _set_option(sock: zmq.Socket[Any], what: str, name: str, value: Any) -> None
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, zmq.ZMQError):
-        return zmq.strerror(exc.errno)  # pyzmq adds the address, which the sentence names
+        # str() would add the address, which the sentence already names.
+        return zmq.strerror(exc.errno) if exc.errno is not None else str(exc)
     return str(exc) or type(exc).__name__
 
 
