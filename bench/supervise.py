@@ -132,6 +132,34 @@ def bare_fork(n: int) -> float:
     return elapsed
 
 
+def bare_fork_zmq(n: int) -> float:
+    """A second reference: children stay alive and each makes a context and a socket."""
+    import zmq
+
+    r, w = os.pipe()
+    t0 = time.perf_counter()
+    pids = []
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            ctx = zmq.Context()
+            ctx.socket(zmq.PUSH).connect("ipc:///nonexistent/topo-bench")
+            os.write(w, b"R")
+            signal.pause()
+            os._exit(0)
+        pids.append(pid)
+    got = 0
+    while got < n:
+        got += len(os.read(r, 4096))
+    elapsed = time.perf_counter() - t0
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    os.close(r)
+    os.close(w)
+    return elapsed
+
+
 def bare_exec(n: int) -> float:
     r, w = os.pipe()
     argv = [sys.executable, "-c", PROGRAM]
@@ -144,7 +172,7 @@ def bare_exec(n: int) -> float:
             os.execv(sys.executable, argv)
         pids.append(pid)
     seen = b""
-    while seen.count(b"up\n") < n:
+    while seen.count(b"up") < n:  # unbuffered children may write "up" and "\\n" apart
         seen += os.read(r, 65536)
     elapsed = time.perf_counter() - t0
     for pid in pids:
@@ -207,12 +235,15 @@ def main() -> None:
         import supervise  # noqa: F401  - preload the node functions like the supervisor does
 
         rows = []
+        refs: list[tuple[int, float, float]] = []
         for n in sizes:
             fork_bound = min(bare_fork(n) for _ in range(3))
+            zmq_ref = bare_fork_zmq(n)
             run = Run(topology(folder, "run", n), then=measure_pss if n == sizes[-1] else None)
             run.go()
             rows.append(("run", n, run.t_ready - run.t_start, run.t_ready - run.t_call,
                          fork_bound, getattr(run, "pss", None)))
+            refs.append((n, zmq_ref, run.t_ready - run.t_start))
         for n in sizes:
             exec_bound = bare_exec(n)
             run = Run(topology(folder, "command", n))
@@ -223,7 +254,11 @@ def main() -> None:
 
     print(f"{'nodes':>14} {'all ready':>10} {'incl. load':>10} {'bare bound':>10} {'ratio':>6}")
     for kind, n, ready, total, bound, _ in rows:
-        print(f"{kind:>8} x{n:<4} {ready:>9.3f}s {total:>9.3f}s {bound:>9.3f}s {ready / bound:>6.2f}")
+        print(f"{kind:>8} x{n:<4} {ready:>9.3f}s {total:>9.3f}s {bound:>9.3f}s "
+              f"{ready / bound:>6.2f}")
+    for n, ref, ready in refs:
+        print(f"reference: bare fork x{n} whose children stay up with a zmq socket: "
+              f"{ref:.3f}s (run nodes / that: {ready / ref:.2f})")
     pss = next(p for *_, p in rows if p is not None)
     print(f"PSS of an idle run node (mean of {sizes[-1] + 1}): {pss:.2f} MiB")
     if latencies:

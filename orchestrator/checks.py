@@ -5,7 +5,8 @@ diagnostics and never raises. The work is split by subject:
 
     checks.py        nodes and sockets on their own (E102 E110 E140, option names, W201 W207)
     checks_roles.py  the built-in roles' contract (E103)
-    checks_links.py  binds and who talks to whom (E120-E128, W202-W206, W208)
+    checks_links.py  binds and who talks to whom (E120-E128, W202-W206, W208), from the
+                     links that links.py resolves for the graph and explain too
     checks_endpoints.py  parsing one endpoint or reference (E124-E126)
     checks_ipc.py    IPC resources (E130-E132)
 

@@ -60,7 +60,10 @@ def parse_reference(text: str) -> tuple[str, str, str | None]:
     return m.group(1), m.group(2), transport.lower() if transport else None
 
 
-def parse_literal(text: str, *, connect: bool, socket_type: str, run_dir: Path) -> Literal:
+def parse_literal(text: str, *, connect: bool, socket_type: str | None,
+                  run_dir: Path | None) -> Literal:
+    """``socket_type`` None skips E125 (what this libzmq and the socket can use); ``run_dir``
+    None keeps relative ipc paths relative, which is enough to compare them."""
     transport, sep, address = text.partition("://")
     transport = transport.lower()
     if not sep:
@@ -78,7 +81,8 @@ def parse_literal(text: str, *, connect: bool, socket_type: str, run_dir: Path) 
         lit = Literal("ipc", "", "", _ipc_path(text, address, run_dir))
     else:
         lit = Literal(transport, "", "", address)
-    _transport_fits(text, transport, socket_type)
+    if socket_type is not None:
+        _transport_fits(text, transport, socket_type)
     return lit
 
 
@@ -129,13 +133,15 @@ def _host_port(text: str, transport: str, address: str, connect: bool) -> Litera
     return Literal(transport, host, port, "")
 
 
-def _ipc_path(text: str, path: str, run_dir: Path) -> str:
+def _ipc_path(text: str, path: str, run_dir: Path | None) -> str:
     if path == "*":
         return "*"
     if path.startswith("@"):  # Linux abstract namespace: no file, same length limit
         resolved = path
     else:
-        resolved = os.path.normpath(path if path.startswith("/") else os.path.join(run_dir, path))
+        if not path.startswith("/") and run_dir is not None:
+            path = os.path.join(run_dir, path)
+        resolved = os.path.normpath(path)
     size = len(resolved.encode("utf-8", "surrogateescape"))
     if size > IPC_PATH_MAX:
         raise BadEndpoint("E124", f"'{text}' becomes the path {resolved}, {size} bytes long, but a "

@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="start a topology and supervise it")
     p.add_argument("file", metavar="FILE")
     p.add_argument("-p", "--run-id", dest="run_id", metavar="RUN")
-    p.add_argument("--timeout", type=_seconds, metavar="S", help="stop the run after S seconds (exit 124)")
+    p.add_argument("--timeout", type=_seconds, metavar="S",
+                   help="stop the run after S seconds (exit 124)")
     p.add_argument("--exit-code-from", dest="exit_code_from", metavar="NODE")
     p.add_argument("--abort-on-failure", action="store_true")
     p.add_argument("--no-color", action="store_true")

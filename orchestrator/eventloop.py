@@ -60,6 +60,7 @@ class EventLoop:
         self.before_wait = before_wait
         self.sel = selectors.EpollSelector()
         spawner.private_fds.add(self.sel.fileno())
+        spawner.shared_fds.add(self.sel.fileno())
         self.procs: dict[int, Proc] = {}
         self.names: dict[int, str] = {}
         supervisor.watcher = self
@@ -82,6 +83,7 @@ class EventLoop:
         signals = HANDLED + ((signal.SIGCHLD,) if self.reap_orphans else ())
         with capture_signals(signals, queue) as wake_fd:
             self.spawner.private_fds.add(wake_fd)
+            self.spawner.shared_fds.add(wake_fd)
             self.sel.register(wake_fd, selectors.EVENT_READ, ("signal", 0))
             try:
                 self.sup.start()
@@ -89,6 +91,7 @@ class EventLoop:
                     self._drain_signals(queue)
                     if self.sup.done:
                         break
+                    self.spawner.flush_guardian()
                     if self.before_wait is not None:
                         self.before_wait()
                     deadline = self.sup.next_deadline()
@@ -101,6 +104,7 @@ class EventLoop:
             finally:
                 self.sel.unregister(wake_fd)
                 self.spawner.private_fds.discard(wake_fd)
+                self.spawner.shared_fds.discard(wake_fd)
         assert self.sup.code is not None
         return self.sup.code
 
@@ -110,6 +114,7 @@ class EventLoop:
             self.spawner.close_fd(key.fd)
         self.procs.clear()
         self.spawner.private_fds.discard(self.sel.fileno())
+        self.spawner.shared_fds.discard(self.sel.fileno())
         self.sel.close()
 
     def _drain_signals(self, queue: collections.deque[int]) -> None:

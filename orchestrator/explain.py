@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from . import zmqrules
+from .checks import words
+from .checks_endpoints import WILDCARD_HOSTS, WILDCARD_PORTS
 from .diagnostics import Diagnostic
 from .graph import human_size
 from .links import Link, SocketRef, links, split_tcp
@@ -113,12 +115,12 @@ def _node(topology: Topology, name: str, node: NodeSpec, all_links: Sequence[Lin
                            for k, v in node.with_.items())
         lines.append(f"Its `with:` parameters reach the function as node.params: {params}.")
     if node.depends_on:
-        lines.append(f"It starts once {_words(node.depends_on)} "
+        lines.append(f"It starts once {words(node.depends_on)} "
                      f"{'is' if len(node.depends_on) == 1 else 'are'} ready.")
     lines.append(RESTART_TEXT.get(node.restart, f"restart: {node.restart}."))
     if node.ipc:
         lines.append(f"It uses the IPC resource{'s' if len(node.ipc) > 1 else ''} "
-                     f"{_words(node.ipc)}.")
+                     f"{words(node.ipc)}.")
     out = [_para(" ".join(lines))]
     if not node.sockets:
         out.append(_para("It has no ZeroMQ sockets.", indent=2))
@@ -161,7 +163,7 @@ def _socket(topology: Topology, me: SocketRef, spec: SocketSpec, node: NodeSpec,
     if incoming:
         who = [f"{lk.connector} ({lk.connector_type}{_copies(topology, lk.connector)})"
                f"{_over(lk)}" for lk in incoming if lk.connector is not None]
-        text.append(f"Connected to it: {_words(who)}.")
+        text.append(f"Connected to it: {words(who)}.")
     if not spec.bind and not spec.connect:
         text.append("It neither binds nor connects, so nothing reaches it.")
     elif not incoming and not any(lk.connector == me for lk in all_links) and not any(
@@ -210,9 +212,9 @@ def _where(endpoint: str) -> str:
     if tcp is not None:
         host, port = tcp
         bits = []
-        if port in ("*", "0"):
+        if port in WILDCARD_PORTS:
             bits.append("topo picks a free port when the run starts")
-        if host in ("*", "0.0.0.0", "::", "[::]"):
+        if host in WILDCARD_HOSTS:
             bits.append("on every network interface, so other machines can reach it too")
         return f" ({'; '.join(bits)})" if bits else ""
     if transport == "ipc":
@@ -232,7 +234,7 @@ def _subscriptions(topics: list[str] | None) -> str:
     if "" in topics:
         return "It subscribes to everything (the empty prefix)."
     return ("It only takes messages whose first frame starts with "
-            f"{_words([repr(t) for t in topics], 'or')}.")
+            f"{words([repr(t) for t in topics], 'or')}.")
 
 
 def _ipc(topology: Topology, name: str, res: IpcSpec) -> str:
@@ -248,9 +250,9 @@ def _ipc(topology: Topology, name: str, res: IpcSpec) -> str:
         who = "only your user may use it" if res.mode == 0o600 else "its permissions are"
         text.append(f"{key[0].upper()}{key[1:]}, and {who} (mode {oct(res.mode)}).")
     if res.between:
-        text.append(f"It joins {_words(res.between)}.")
+        text.append(f"It joins {words(res.between)}.")
     users = [n for n, spec in topology.nodes.items() if name in spec.ipc]
-    text.append(f"Used by {_words(users)}." if users else "No node lists it under `ipc:`.")
+    text.append(f"Used by {words(users)}." if users else "No node lists it under `ipc:`.")
     text.append("topo makes it before any node starts and removes it when the run ends.")
     return _para(" ".join(text))
 
@@ -282,13 +284,6 @@ def _para(text: str, indent: int = 0, hang: int = 2) -> str:
     pad = " " * indent
     return textwrap.fill(text, WIDTH, initial_indent=pad, subsequent_indent=pad + " " * hang,
                          break_long_words=False, break_on_hyphens=False)
-
-
-def _words(items: Sequence[str], last: str = "and") -> str:
-    items = list(items)
-    if len(items) <= 1:
-        return "".join(items)
-    return f"{', '.join(items[:-1])} {last} {items[-1]}"
 
 
 def _count(n: int, one: str, many: str | None = None) -> str:

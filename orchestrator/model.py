@@ -100,6 +100,10 @@ class BackoffSpec(Strict):
         return {"initial": value} if isinstance(value, str | int | float) else value
 
 
+# The ways a node can say it is ready; a `ready:` block uses exactly one.
+READY_KINDS = ("tcp", "ipc", "file", "log", "command")
+
+
 class ReadySpec(Strict):
     tcp: int | None = Field(default=None, ge=1, le=65535)
     ipc: str | None = None
@@ -125,14 +129,16 @@ class ReadySpec(Strict):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ReadySpec:
-        given = [k for k in ("tcp", "ipc", "file", "log", "command") if getattr(self, k) is not None]
+        given = [k for k in READY_KINDS if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("ready needs exactly one of tcp, ipc, file, log, command (plus timeout)")
+            raise ValueError(
+                "ready needs exactly one of tcp, ipc, file, log, command (plus timeout)"
+            )
         return self
 
     @property
     def kind(self) -> str:
-        return next(k for k in ("tcp", "ipc", "file", "log", "command") if getattr(self, k) is not None)
+        return next(k for k in READY_KINDS if getattr(self, k) is not None)
 
 
 class NodeSettings(Strict):
@@ -182,7 +188,9 @@ class NodeSpec(NodeSettings):
         if value is not None and not re.fullmatch(
             r"[A-Za-z_][\w.]*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", value
         ):
-            raise ValueError(f"run must be 'module:function', like 'examples.rr:worker', not {value!r}")
+            raise ValueError(
+                f"run must be 'module:function', like 'examples.rr:worker', not {value!r}"
+            )
         return value
 
     @field_validator("sockets")

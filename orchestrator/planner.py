@@ -167,9 +167,8 @@ class _Binds:
                 return f"tcp://{host}:{self._port(host)}"
             return text
         if transport == "ipc" and _is_relative_ipc(rest):
-            declared = ipc_in_run_dir(rest, self._run_dir)
-            if rest == "*":
-                declared = ipc_in_run_dir(f"{node}.{sock}", self._run_dir)
+            # `ipc://*` would make libzmq pick a random path no peer could know: name it here.
+            declared = ipc_in_run_dir(f"{node}.{sock}" if rest == "*" else rest, self._run_dir)
             resolved = f"{declared}.{replica}" if spec.replicas > 1 else declared
             self.by_declared.setdefault(declared, []).append(resolved)
             return resolved

@@ -51,9 +51,9 @@ def create_run_dir(run_dir: Path) -> None:
     if run_dir.is_symlink() or run_dir.exists():
         state = read_state(run_dir)
         if state is not None and supervisor_alive(state):
-            pid = state.get("supervisor_pid")
+            pid, _ = supervisor_of(state)
             raise RunAlive(
-                f"run {run_id} is already running (supervisor pid {pid}); "
+                f"run {run_id} is alive: its supervisor (pid {pid}) is still running; "
                 f"stop it with `topo down {run_id}` or pick another id with -p"
             )
         clean_leftovers(run_dir, state)
@@ -161,17 +161,24 @@ def read_state(run_dir: Path) -> dict[str, Any] | None:
 
 def supervisor_alive(state: dict[str, Any]) -> bool:
     """Whether the supervisor a state names still runs (same pid AND same start time)."""
-    pid, start = state.get("supervisor_pid"), _float(state.get("supervisor_start"))
-    nested = state.get("supervisor")
-    if pid is None and isinstance(nested, dict):  # {"supervisor": {"pid": .., "create_time": ..}}
-        pid, start = nested.get("pid"), _float(nested.get("create_time"))
-    if not isinstance(pid, int) or pid <= 0 or start is None:
+    pid, start = supervisor_of(state)
+    if pid is None or start is None:
         return False
     try:
         proc = psutil.Process(pid)
         return _same_start(proc, start) and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def supervisor_of(state: dict[str, Any]) -> tuple[int | None, float | None]:
+    """(pid, create_time) of the supervisor a state names, in either of its two shapes."""
+    pid, start = state.get("supervisor_pid"), state.get("supervisor_start")
+    nested = state.get("supervisor")
+    if pid is None and isinstance(nested, dict):  # {"supervisor": {"pid": .., "create_time": ..}}
+        pid, start = nested.get("pid"), nested.get("create_time")
+    valid = isinstance(pid, int) and not isinstance(pid, bool) and pid > 0
+    return (pid if valid else None), _float(start)
 
 
 def remove_run_dir(run_dir: Path, *, ipc_paths: Iterable[str] = ()) -> None:

@@ -85,6 +85,7 @@ def up(
 
     run_dir = paths.run_dir(run_id, env)
     create_run_dir(run_dir)
+    plan = None
     try:
         plan = plan_run(topology, Path(file).resolve(), run_id, run_dir, environ=env)
         write_specs(plan)
@@ -96,7 +97,10 @@ def up(
             ready_hook=ready_hook, on_start=on_start,
         )
     finally:
-        remove_run_dir(run_dir)
+        # Absolute ipc endpoints live outside the run folder; relative ones go with it.
+        binds = [ep[len("ipc://"):] for r in (plan.replicas if plan else ())
+                 for sock in r.sockets for ep in sock.bind if ep.startswith("ipc://")]
+        remove_run_dir(run_dir, ipc_paths=binds)
 
 
 def _supervise(
@@ -145,7 +149,7 @@ def _supervise(
         return loop.run()
     finally:
         # Stragglers: what a stop_timeout could not end, and any orphan we adopted.
-        spawner.kill_everything()
+        spawner.kill_everything(all_children=reap_orphans)
         loop.close()
         spawner.close()
         printer.close()

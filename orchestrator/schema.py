@@ -17,7 +17,7 @@ from typing import Any
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
-from . import zmqrules
+from . import units, zmqrules
 from .model import Topology
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -26,25 +26,26 @@ TITLE = "topo topology file"
 Json = dict[str, Any]
 
 VARIABLE: Json = {"type": "string", "pattern": r"\$\{", "description": "a ${VAR} reference"}
-DURATION: Json = {"anyOf": [
-    {"type": "number", "minimum": 0},
-    {"type": "string", "pattern": r"^\s*(\d+(\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$"},
-    VARIABLE,
-], "description": "a duration: seconds, or a number with ms, s, m, h (250ms, 5s, 1m)"}
-SIZE: Json = {"anyOf": [
-    {"type": "integer", "minimum": 1},
-    {"type": "string", "pattern": r"^\s*0*[1-9]\d*\s*(B|KiB|MiB|GiB|KB|MB|GB|K|M|G)?\s*$"},
-    VARIABLE,
-], "description": "a size in bytes, or with KiB, MiB, GiB (64KiB, 1MiB)"}
-MODE: Json = {"anyOf": [
-    {"type": "integer", "minimum": 0, "maximum": 0o777},
-    {"type": "string", "pattern": r"^\s*(0[oO])?[0-7]{1,4}\s*$"},
-    VARIABLE,
-], "description": "permission bits in octal: 0o600"}
-SIGNAL: Json = {"anyOf": [
-    {"type": "integer", "minimum": 1},
-    {"type": "string", "pattern": r"^\s*([Ss][Ii][Gg])?[A-Za-z0-9+-]+\s*$"},
-], "description": "a signal by name (SIGTERM, TERM) or number"}
+
+
+def _number_or_text(number: Json, pattern: str, description: str, *more: Json) -> Json:
+    """A value the file may write as a number or as text in ``pattern``."""
+    return {"anyOf": [number, {"type": "string", "pattern": pattern}, *more],
+            "description": description}
+
+
+DURATION = _number_or_text(
+    {"type": "number", "minimum": 0}, units.DURATION_PATTERN,
+    "a duration: seconds, or a number with ms, s, m, h (250ms, 5s, 1m)", VARIABLE)
+SIZE = _number_or_text(
+    {"type": "integer", "minimum": 1}, r"^\s*0*[1-9]\d*\s*(B|KiB|MiB|GiB|KB|MB|GB|K|M|G)?\s*$",
+    "a size in bytes, or with KiB, MiB, GiB (64KiB, 1MiB)", VARIABLE)
+MODE = _number_or_text(
+    {"type": "integer", "minimum": 0, "maximum": 0o777}, r"^\s*(0[oO])?[0-7]{1,4}\s*$",
+    "permission bits in octal: 0o600", VARIABLE)
+SIGNAL = _number_or_text(
+    {"type": "integer", "minimum": 1}, r"^\s*([Ss][Ii][Gg])?[A-Za-z0-9+-]+\s*$",
+    "a signal by name (SIGTERM, TERM) or number")
 SCALAR_TEXT: Json = {"type": ["string", "number", "boolean"]}
 
 # Before-validators by qualified name -> the schema of what the file may hold there,

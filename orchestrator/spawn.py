@@ -32,7 +32,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import psutil
@@ -88,14 +88,18 @@ class Spawner:
     ) -> None:
         self.parent_pid = os.getpid()
         self._marker = marker.encode()  # e.g. TOPO_RUN_DIR=/run/dir: in every exec'd node's env
-        self.private_fds: set[int] = set()
+        self.private_fds: set[int] = set()  # every fd we own (closed by ``close``)
+        self.shared_fds: set[int] = set()  # the ones a forked child must close at once
         self.groups: set[int] = set()  # process groups that may still hold members
+        self.spawned: set[int] = set()  # every leader we started (its pid is its group)
         self._nofile = nofile  # RLIMIT_NOFILE to restore in exec'd children
         self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self.private_fds.add(self._devnull)
+        self.shared_fds.add(self._devnull)
         self._which: dict[tuple[str, str], str | None] = {}
         self._guardian_fd: int | None = None
         self._guardian_pid: int | None = None
+        self._guardian_buf: list[str] = []
         if guardian:
             self._start_guardian()
 
@@ -104,74 +108,142 @@ class Spawner:
         return self._guardian_pid
 
     # -- starting ---------------------------------------------------------
-    def fork_function(
-        self, start_child: Callable[[int], int], *, pass_fds: Iterable[int] = ()
-    ) -> Proc:
-        """Fork a child that runs ``start_child(ready_fd)`` and exits with its code."""
-        out_r, out_w = os.pipe()
-        ready_r, ready_w = os.pipe()
+    # Batches fork in a tight loop and do the bookkeeping after it: every page the
+    # parent writes between two forks is a copy-on-write fault once children share it.
+    def fork_functions(
+        self, starts: list[Callable[[int], int]]
+    ) -> list[Proc | OSError]:
+        """Fork one child per ``start_child(ready_fd)``; each exits with what it returns."""
         self._flush()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                os.close(out_r)
-                os.close(ready_r)
-                self._child_setup(out_w, keep=(ready_w, *pass_fds))
-                _fresh_stdio()
+        born: list[tuple[int, int, int] | OSError] = []
+        gc_was_on = gc.isenabled()
+        gc.disable()  # a collection mid-batch would write to pages the children share
+        try:
+            self._fork_loop(starts, born)
+        finally:
+            if gc_was_on:
                 gc.enable()
-                code = start_child(ready_w)
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                for stream in (sys.stdout, sys.stderr):
-                    with contextlib.suppress(BaseException):  # nothing left to tell anyone
-                        stream.flush()
-                os._exit(code & 0xFF)
-        os.close(out_w)
-        os.close(ready_w)
-        return self._started(pid, out_r, ready_r)
+        return [b if isinstance(b, OSError) else self._started(*b) for b in born]
+
+    def _fork_loop(
+        self, starts: list[Callable[[int], int]], born: list[tuple[int, int, int] | OSError]
+    ) -> None:
+        for start_child in starts:
+            try:
+                out_r, out_w = os.pipe()
+                ready_r, ready_w = os.pipe()
+            except OSError as exc:
+                born.append(exc)
+                continue
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                for fd in (out_r, out_w, ready_r, ready_w):
+                    os.close(fd)
+                born.append(exc)
+                continue
+            if pid == 0:
+                self._run_child(start_child, out_r, out_w, ready_r, ready_w)
+            os.close(out_w)
+            os.close(ready_w)
+            born.append((pid, out_r, ready_r))
+
+    def fork_function(self, start_child: Callable[[int], int]) -> Proc:
+        proc = self.fork_functions([start_child])[0]
+        if isinstance(proc, OSError):
+            raise proc
+        return proc
+
+    def _run_child(
+        self, start_child: Callable[[int], int], out_r: int, out_w: int, ready_r: int, ready_w: int
+    ) -> None:
+        code = 1
+        try:
+            os.close(out_r)
+            os.close(ready_r)
+            self._child_setup(out_w, keep=(ready_w,))
+            _fresh_stdio()
+            gc.enable()
+            code = start_child(ready_w)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(BaseException):  # nothing left to tell anyone
+                    stream.flush()
+            os._exit(code & 0xFF)
+
+    def exec_commands(
+        self,
+        commands: Sequence[tuple[Sequence[str], Mapping[str, str], str]],
+        *,
+        capture: bool = True,
+    ) -> list[Proc | OSError]:
+        """Fork and exec each (argv, env, cwd) at once; one that cannot run exits 127 saying why."""
+        prepared = [
+            (self._resolve(argv[0], cwd, env.get("PATH", os.defpath)), [a.encode() for a in argv],
+             {k.encode(): v.encode() for k, v in env.items()}, cwd)
+            for argv, env, cwd in commands
+        ]
+        self._flush()
+        born: list[tuple[int, int | None, None] | OSError] = []
+        for program, argvb, envb, cwd in prepared:
+            try:
+                out_r, out_w = os.pipe() if capture else (-1, -1)
+            except OSError as exc:
+                born.append(exc)
+                continue
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                if capture:
+                    os.close(out_r)
+                    os.close(out_w)
+                born.append(exc)
+                continue
+            if pid == 0:
+                self._exec_child(program, argvb, envb, cwd, out_r, out_w if capture else None)
+            if capture:
+                os.close(out_w)
+            born.append((pid, out_r if capture else None, None))
+        return [b if isinstance(b, OSError) else self._started(*b) for b in born]
 
     def exec_command(
         self,
-        argv: tuple[str, ...] | list[str],
+        argv: Sequence[str],
         env: Mapping[str, str],
         cwd: str,
         *,
         capture: bool = True,
-        pass_fds: Iterable[int] = (),
     ) -> Proc:
-        """Fork and exec ``argv`` at once; a program that cannot run exits 127 saying why."""
-        program = self._resolve(argv[0], cwd, env.get("PATH", os.defpath))
-        envb = {k.encode(): v.encode() for k, v in env.items()}
-        argvb = [a.encode() for a in argv]
-        out_r, out_w = os.pipe() if capture else (-1, -1)
-        self._flush()
-        pid = os.fork()
-        if pid == 0:
+        proc = self.exec_commands([(argv, env, cwd)], capture=capture)[0]
+        if isinstance(proc, OSError):
+            raise proc
+        return proc
+
+    def _exec_child(
+        self, program: str | None, argvb: list[bytes], envb: dict[bytes, bytes], cwd: str,
+        out_r: int, out_w: int | None,
+    ) -> None:
+        name = argvb[0].decode(errors="replace")
+        try:
+            if out_w is not None:
+                os.close(out_r)
+            self._child_setup(self._devnull if out_w is None else out_w, keep=())
+            if self._nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, self._nofile)
+            os.chdir(cwd)
+            if program is None:
+                os.write(2, f"topo: {name}: command not found\n".encode())
+                os._exit(127)
+            os.execve(program, argvb, envb)
+        except BaseException as exc:
             try:
-                if out_r >= 0:
-                    os.close(out_r)
-                self._child_setup(out_w if capture else self._devnull, keep=tuple(pass_fds))
-                for fd in pass_fds:
-                    os.set_inheritable(fd, True)
-                if self._nofile is not None:
-                    resource.setrlimit(resource.RLIMIT_NOFILE, self._nofile)
-                os.chdir(cwd)
-                if program is None:
-                    os.write(2, f"topo: {argv[0]}: command not found\n".encode())
-                    os._exit(127)
-                os.execve(program, argvb, envb)
-            except BaseException as exc:
-                try:
-                    os.write(2, f"topo: cannot run {argv[0]}: {exc}\n".encode())
-                finally:
-                    os._exit(127)
-        if capture:
-            os.close(out_w)
-        return self._started(pid, out_r if capture else None, None)
+                os.write(2, f"topo: cannot run {name}: {exc}\n".encode())
+            finally:
+                os._exit(127)
 
     def _child_setup(self, out_fd: int, keep: tuple[int, ...]) -> None:
         os.setpgid(0, 0)
@@ -185,7 +257,11 @@ class Spawner:
         os.dup2(self._devnull, 0)
         os.dup2(out_fd, 1)
         os.dup2(out_fd, 2)
-        for fd in self.private_fds | {out_fd}:
+        # Only the fds whose inheritance means something are closed here: the guardian
+        # pipe (its EOF must mean "supervisor gone"), the wake-up pipe, epoll and the like.
+        # The many per-child pidfds and pipe read ends are close-on-exec and harmless in a
+        # forked child; closing them all made each fork O(replicas).
+        for fd in self.shared_fds | {out_fd}:
             if fd > 2 and fd not in keep:
                 with contextlib.suppress(OSError):
                     os.close(fd)
@@ -199,6 +275,7 @@ class Spawner:
         proc = Proc(pid, pidfd, out_fd, ready_fd)
         self.private_fds.update(fd for fd in (pidfd, out_fd, ready_fd) if fd is not None)
         self.groups.add(pid)
+        self.spawned.add(pid)
         self._tell_guardian(f"+{pid}\n")
         return proc
 
@@ -234,6 +311,7 @@ class Spawner:
     def close_fd(self, fd: int | None) -> None:
         if fd is not None and fd in self.private_fds:
             self.private_fds.discard(fd)
+            self.shared_fds.discard(fd)
             os.close(fd)
 
     @staticmethod
@@ -263,22 +341,43 @@ class Spawner:
             done.append((pid, exit_code(status)))
         return done
 
-    def kill_everything(self, timeout: float = 2.0) -> None:
-        """SIGKILL every group we made and every descendant left (adopted ones too); reap them."""
+    def kill_everything(self, timeout: float = 2.0, *, all_children: bool = False) -> None:
+        """SIGKILL every group we made and every descendant left (adopted ones too); reap them.
+
+        With ``all_children`` every child of this process is ours (the ``topo`` command).
+        Otherwise (``up()`` called in-process) a child counts as ours only when we started
+        it, it sits in one of our groups, or it carries the run's marker: the caller's own
+        children are left alone.
+        """
         for pgid in list(self.groups):
             self.signal_group(pgid, signal.SIGKILL)
             self.group_gone(pgid)
-        me = psutil.Process()
+        rest: list[psutil.Process] = []
         try:
-            rest = [p for p in me.children(recursive=True) if p.pid != self._guardian_pid]
+            for child in psutil.Process().children():
+                if child.pid != self._guardian_pid and (all_children or self._ours(child)):
+                    rest.append(child)
+                    with contextlib.suppress(psutil.Error):
+                        rest.extend(child.children(recursive=True))
         except psutil.Error:
-            rest = []
+            pass
         for p in rest:
             with contextlib.suppress(psutil.Error):
                 p.kill()
         wait_gone([p.pid for p in rest], time.monotonic() + timeout)
         for p in rest:
             self.reap(p.pid)
+
+    def _ours(self, p: psutil.Process) -> bool:
+        if p.pid in self.spawned:
+            return True
+        try:
+            if os.getpgid(p.pid) in self.spawned:
+                return True
+            with open(f"/proc/{p.pid}/environ", "rb") as f:
+                return bool(self._marker) and b"\0" + self._marker + b"\0" in b"\0" + f.read()
+        except OSError:
+            return False
 
     # -- the guardian -------------------------------------------------------
     def _start_guardian(self) -> None:
@@ -299,17 +398,27 @@ class Spawner:
         self._guardian_pid = pid
         self._guardian_fd = w
         self.private_fds.add(w)
+        self.shared_fds.add(w)
 
     def _tell_guardian(self, line: str) -> None:
-        if self._guardian_fd is not None:
+        # Batched: one write per loop turn (``flush_guardian``) instead of a guardian
+        # wake-up per child. A group born in the gap is still covered when the supervisor
+        # dies: the leader has PDEATHSIG, and the guardian's environ scan finds the rest.
+        self._guardian_buf.append(line)
+
+    def flush_guardian(self) -> None:
+        if self._guardian_fd is not None and self._guardian_buf:
+            data = "".join(self._guardian_buf).encode()
+            self._guardian_buf.clear()
             try:
-                os.write(self._guardian_fd, line.encode())
+                os.write(self._guardian_fd, data)
             except OSError:
                 self.close_fd(self._guardian_fd)
                 self._guardian_fd = None
 
     def close(self) -> None:
         """Release the guardian (it kills what it still knows, then exits) and our fds."""
+        self.flush_guardian()
         self.close_fd(self._guardian_fd)
         self._guardian_fd = None
         if self._guardian_pid is not None:
@@ -327,12 +436,23 @@ def _fresh_stdio() -> None:
     The parent's objects may not write to fd 1 at all (a test runner's capture,
     a redirect), and their buffers belong to the parent.
     """
+    if _on_fd(sys.stdout, 1) and _on_fd(sys.stderr, 2):
+        # The usual case (the `topo` command): the parent flushed them before the fork.
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        return
     sys.stdout = io.TextIOWrapper(
         io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
         line_buffering=True)
     sys.stderr = io.TextIOWrapper(
         io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
         line_buffering=True)
+
+
+def _on_fd(stream: object, fd: int) -> bool:
+    try:
+        return stream.fileno() == fd and hasattr(stream, "reconfigure")  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _guardian_main(fd: int, marker: bytes) -> None:

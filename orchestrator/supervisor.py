@@ -15,7 +15,7 @@ import heapq
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,7 +30,11 @@ INF = float("inf")
 
 
 class SpawnerLike(Protocol):
-    def fork_function(self, start_child: Callable[[int], int]) -> Proc: ...
+    def fork_functions(self, starts: list[Callable[[int], int]]) -> list[Proc | OSError]: ...
+    def exec_commands(
+        self, commands: Sequence[tuple[Sequence[str], Mapping[str, str], str]], *,
+        capture: bool = True,
+    ) -> list[Proc | OSError]: ...
     def exec_command(
         self, argv: tuple[str, ...] | list[str], env: Mapping[str, str], cwd: str, *,
         capture: bool = True,
@@ -118,7 +122,7 @@ class Supervisor:
                 rp,
                 policy_of(spec),
                 probe,
-                stop_signal=int(getattr(rp, "stop_signal", None) or spec.stop_signal),
+                stop_signal=int(rp.stop_signal),
                 stop_timeout=float(spec.stop_timeout),
             )
             self.replicas[rp.name] = r
@@ -209,6 +213,7 @@ class Supervisor:
     def _start_eligible(self) -> None:
         if self.stopping:
             return
+        batch: list[Replica] = []
         for node, reps in self.nodes.items():
             if node in self.started_nodes:
                 continue
@@ -221,29 +226,41 @@ class Supervisor:
                 continue
             if all(all(x.ever_ready for x in self.nodes.get(d, [])) for d in deps):
                 self.started_nodes.add(node)
-                for r in reps:
-                    self._spawn(r)
+                batch.extend(reps)
+        if batch:
+            self._spawn(*batch)
 
-    def _spawn(self, r: Replica) -> None:
-        r.gen += 1
-        r.ready = r.not_ready = False
-        r.probe_delay = None
-        r.status = "starting"
-        r.started_at = self.clock()
-        rp = r.plan
-        try:
-            if rp.kind == "command":
-                proc = self.spawner.exec_command(rp.argv or (), self._command_env(rp), rp.cwd)
-            else:
-                proc = self.spawner.fork_function(self._child_main(rp))
-        except OSError as exc:
-            self.printer.event(f"{r.name} could not start: {exc.strerror or exc}")
-            self._after_exit(r, 127)
-            return
-        r.proc = proc
-        self.by_pid[proc.pid] = r
-        self.watcher.watch(proc, r.name)
+    def _spawn(self, *rs: Replica) -> None:
+        """Start replicas in one batch: run nodes forked together, then command nodes."""
+        forks = [r for r in rs if r.plan.kind != "command"]
+        execs = [r for r in rs if r.plan.kind == "command"]
+        born: list[tuple[Replica, Proc | OSError]] = []
+        if forks:
+            starts = [self._child_main(r.plan) for r in forks]
+            born += zip(forks, self.spawner.fork_functions(starts), strict=True)
+        if execs:
+            cmds = [(r.plan.argv or (), self._command_env(r.plan), r.plan.cwd) for r in execs]
+            born += zip(execs, self.spawner.exec_commands(cmds), strict=True)
+        now = self.clock()
+        for r, proc in born:
+            r.gen += 1
+            r.ready = r.not_ready = False
+            r.probe_delay = None
+            r.status = "starting"
+            r.started_at = now
+            if isinstance(proc, OSError):
+                self.printer.event(f"{r.name} could not start: {proc.strerror or proc}")
+                self._after_exit(r, 127)
+                continue
+            r.proc = proc
+            self.by_pid[proc.pid] = r
+            self.watcher.watch(proc, r.name)
         self._changed()
+        for r, proc in born:
+            if not isinstance(proc, OSError) and r.proc is proc:
+                self._arm_readiness(r)
+
+    def _arm_readiness(self, r: Replica) -> None:
         if r.probe.immediate:
             self._mark_ready(r)
             return
@@ -254,12 +271,13 @@ class Supervisor:
             self._at(r.started_at + r.probe.timeout, "ready_timeout", r.name, r.gen)
 
     def _child_main(self, rp: ReplicaPlan) -> Callable[[int], int]:
-        target = self.targets[rp.run if rp.kind == "run" else f"role:{rp.role}"]
-        run_child = self._run_child
-        if run_child is None:
+        target = self.targets[rp.run if rp.kind == "run" and rp.run else f"role:{rp.role}"]
+        if self._run_child is None:
             from .node import run_child
-        plan = self.plan
-        return lambda ready_fd: run_child(plan, rp, target, ready_fd)
+
+            self._run_child = run_child
+        child, plan = self._run_child, self.plan
+        return lambda ready_fd: child(plan, rp, target, ready_fd)
 
     def _command_env(self, rp: ReplicaPlan) -> dict[str, str]:
         env = {**self.environ, "PYTHONUNBUFFERED": "1", **rp.env}
@@ -273,6 +291,7 @@ class Supervisor:
         r.status = "ready"
         r.gen += 1  # cancels probe and ready timeout
         self._stop_probe(r)
+        self._changed()
         if self.ready_hook is not None:
             self.ready_hook(r)
         self._start_eligible()
@@ -370,7 +389,7 @@ class Supervisor:
             return
         if all(r.status in TERMINAL for r in self.replicas.values()):
             ok = all(r.status == "exited" and r.exit_code == 0 for r in self.replicas.values())
-            self._begin_shutdown(0 if ok else 1, "every node has finished")
+            self._begin_shutdown(0 if ok else 1, "no node is left to run")
 
     def _interrupt(self, code: int, why: str) -> None:
         if self.stopping:

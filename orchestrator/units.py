@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import re
 import signal
+from decimal import Decimal
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$")
+# Shared with the JSON schema (schema.py), so the two never disagree on what a duration is.
+DURATION_PATTERN = r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$"
+_DURATION = re.compile(DURATION_PATTERN)
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB|K|M|G)?\s*$")
@@ -46,7 +49,9 @@ def parse_size(value: object) -> int:
     elif isinstance(value, str) and (m := _SIZE.match(value)):
         size = int(m.group(1)) * _SIZE_UNITS[m.group(2)]
     else:
-        raise ValueError(f"{value!r} is not a size; write a number of bytes or '64KiB', '1MiB', '1GiB'")
+        raise ValueError(
+            f"{value!r} is not a size; write a number of bytes or '64KiB', '1MiB', '1GiB'"
+        )
     if size <= 0:
         raise ValueError("a size must be at least 1 byte")
     return size
@@ -68,7 +73,9 @@ def parse_mode(value: object) -> int:
     else:
         raise ValueError(f"{value!r} is not an octal mode; write it like 0o600")
     if not 0 <= mode <= 0o777:
-        raise ValueError(f"mode {oct(mode)} is out of range; permission bits go from 0o000 to 0o777")
+        raise ValueError(
+            f"mode {oct(mode)} is out of range; permission bits go from 0o000 to 0o777"
+        )
     return mode
 
 
@@ -90,13 +97,35 @@ def parse_signal(value: object) -> int:
         try:
             return int(signal.Signals[name])
         except KeyError:
-            raise ValueError(f"{value!r} is not a signal name; write SIGTERM, SIGINT, ...") from None
+            raise ValueError(
+                f"{value!r} is not a signal name; write SIGTERM, SIGINT, ..."
+            ) from None
     raise ValueError(f"{value!r} is not a signal; write SIGTERM, SIGINT, ... or a number")
 
 
 def format_duration(seconds: float) -> str:
-    if seconds < 1 and seconds != 0:
-        return f"{seconds * 1000:g}ms"
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{seconds / 60:g}m"
-    return f"{seconds:g}s"
+    """Seconds as the file writes them (``250ms``, ``5s``, ``2m``); ``parse_duration`` reads
+    the text back to exactly ``seconds``, for any finite duration zero or more (nothing reads
+    back as a negative or infinite one: those are written as they are, for a message)."""
+    seconds = float(seconds)
+    if seconds < 0 or seconds != seconds or seconds == float("inf"):
+        return f"{seconds}s"
+    candidates: list[tuple[float, str]] = []
+    if 0 < seconds < 1:
+        candidates.append((seconds * 1000, "ms"))
+    elif seconds >= 60 and seconds % 60 == 0:
+        candidates.append((seconds / 60, "m"))
+    for value, unit in candidates:
+        text = _plain_number(value) + unit
+        # Scaling can round (0.001 * 1000 is not always exact): keep a unit only if it reads back.
+        if parse_duration(text) == seconds:
+            return text
+    return _plain_number(seconds) + "s"
+
+
+def _plain_number(value: float) -> str:
+    """The shortest text that reads back as ``value``, without an exponent (1e-05 -> 0.00001)."""
+    text = format(Decimal(repr(value)), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text

@@ -55,6 +55,7 @@ def run_validate(files: Sequence[str], *, strict: bool = False, fmt: str = "text
         errors = sum(d.is_error for d in all_diags)
         warnings = len(all_diags) - errors
         if all_diags:
-            print(f"{errors} error(s), {warnings} warning(s) in {len(files)} file(s)", file=sys.stderr)
+            print(f"{errors} error(s), {warnings} warning(s) in {len(files)} file(s)",
+                  file=sys.stderr)
     failed = any(d.is_error for d in all_diags) or (strict and bool(all_diags))
     return 1 if failed else 0

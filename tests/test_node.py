@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,7 +26,15 @@ import pytest
 import zmq
 
 from orchestrator.errors import RunError
-from orchestrator.node import Node, build_sockets, exit_status, from_env, preload, run_child
+from orchestrator.node import (
+    Node,
+    _set_from_handler,
+    build_sockets,
+    exit_status,
+    from_env,
+    preload,
+    run_child,
+)
 from orchestrator.plan import Plan, ReplicaPlan, SocketPlan
 from orchestrator.rundir import write_specs
 
@@ -345,6 +354,17 @@ def test_build_sockets_errors_close_what_was_made(
     with pytest.raises(RunError, match=message.replace("(", r"\(").replace(")", r"\)")):
         build_sockets(ctx, [SocketPlan("first", "PUSH"), plan])
     assert not [s for s in ctx._sockets if not s.closed]  # type: ignore[attr-defined]
+
+
+def test_the_stop_handler_sets_stopping_even_while_its_lock_is_held() -> None:
+    # A signal may land while the main thread is inside stopping.wait() holding the lock.
+    event = threading.Event()
+    with event._cond:  # type: ignore[attr-defined]
+        _set_from_handler(event)  # must not deadlock
+    assert event.wait(DEADLINE)
+    event = threading.Event()
+    _set_from_handler(event)
+    assert event.is_set()
 
 
 def test_exit_status() -> None:

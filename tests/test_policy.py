@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.policy import History, Outcome, RestartPolicy, decide
+from orchestrator.policy import Decision, History, Outcome, RestartPolicy, decide
 
 modes = st.sampled_from(["never", "on-failure", "always"])
 policies = st.builds(
@@ -28,14 +30,16 @@ exits = st.tuples(
 )
 
 
-def replay(policy: RestartPolicy, script: list[tuple[int, float, bool, float]]):
-    """Drive ``decide`` like the supervisor does; yield (decision, now) until it stops restarting."""
+def replay(
+    policy: RestartPolicy, script: list[tuple[int, float, bool, float]]
+) -> Iterator[tuple[Decision, float, int, float, bool]]:
+    """Drive ``decide`` like the supervisor does, until it stops restarting."""
     history, now = History(), 0.0
     for code, ran, ready, pause in script:
         start = now + pause
         now = start + ran
         d = decide(policy, history, code=code, started_at=start, ready=ready, now=now)
-        yield d, now, code, ran, ready
+        yield d, now, code, now - start, ready
         if d.outcome is not Outcome.RESTART:
             return
         history = d.history

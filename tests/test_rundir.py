@@ -113,7 +113,8 @@ def test_create_makes_a_private_folder_with_logs_and_spec(run_dir: Path) -> None
 def test_a_live_run_is_refused(run_dir: Path) -> None:
     create_run_dir(run_dir)  # the provisional state names this (live) process
     (run_dir / "logs" / "keep.log").write_text("x")
-    with pytest.raises(RunAlive, match="myrun is already running"):
+    alive = rf"run myrun is alive: its supervisor \(pid {os.getpid()}\) is still running"
+    with pytest.raises(RunAlive, match=alive):
         create_run_dir(run_dir)
     assert (run_dir / "logs" / "keep.log").exists()
 
@@ -123,7 +124,7 @@ def test_a_live_run_in_the_supervisors_own_state_shape_is_refused(run_dir: Path)
     me = psutil.Process()
     write_state(run_dir, {"run_id": "myrun", "supervisor": {"pid": me.pid,
                                                             "create_time": me.create_time()}})
-    with pytest.raises(RunAlive):
+    with pytest.raises(RunAlive, match=f"pid {me.pid}"):
         create_run_dir(run_dir)
 
 

@@ -40,8 +40,13 @@ class FakeSpawner:
         self.started.append((kind, self.next_pid))
         return Proc(self.next_pid, -1)
 
-    def fork_function(self, start_child: Any) -> Proc:
-        return self._proc("fork")
+    def fork_functions(self, starts: list[Any]) -> list[Proc | OSError]:
+        return [self._proc("fork") for _ in starts]
+
+    def exec_commands(self, commands: list[Any], *, capture: bool = True) -> list[Proc | OSError]:
+        if self.fail_exec:
+            return [OSError(11, "Resource temporarily unavailable") for _ in commands]
+        return [self._proc("exec") for _ in commands]
 
     def exec_command(self, argv: Any, env: Any, cwd: str, *, capture: bool = True) -> Proc:
         if self.fail_exec:
@@ -55,14 +60,17 @@ class FakeSpawner:
         pass
 
 
-def build(nodes: dict[str, Any], **options: Any) -> tuple[Supervisor, FakeSpawner, Clock, io.BytesIO]:
+def build(
+    nodes: dict[str, Any], **options: Any
+) -> tuple[Supervisor, FakeSpawner, Clock, io.BytesIO]:
     topology = Topology(name="t", nodes=nodes)
     replicas = []
     for name, spec in topology.nodes.items():
         for i in range(spec.replicas):
             replicas.append(ReplicaPlan(
                 node=name, replica=i, kind=spec.kind, run=spec.run, role=spec.role,
-                argv=tuple(spec.command) if spec.command else None, cwd="/tmp"))
+                argv=tuple(spec.command) if spec.command else None, cwd="/tmp",
+                stop_signal=spec.stop_signal))
     depth: dict[str, int] = {}
 
     def tier(n: str) -> int:

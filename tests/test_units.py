@@ -86,3 +86,10 @@ def test_never_anything_but_value_error(text: str) -> None:
     for parse in (units.parse_duration, units.parse_size, units.parse_mode, units.parse_signal):
         with contextlib.suppress(ValueError):
             parse(text)
+
+
+@given(st.floats(min_value=0, allow_nan=False, allow_infinity=False))
+def test_format_duration_reads_back_exactly(seconds: float) -> None:
+    text = units.format_duration(seconds)
+    assert units.parse_duration(text) == seconds
+    assert "e" not in text.lower()  # no exponent: parse_duration does not read one

@@ -105,7 +105,7 @@ def test_run_and_command_nodes_finish_and_print_prefixed_lines(
     assert "greeter.0 | hello from greeter.0\n" in out
     assert "greeter.1 | hello from greeter.1\n" in out
     assert "shell.0   | one\n" in out and "shell.0   | twoshell.0\n" in out
-    assert "every node has finished" in err
+    assert "no node is left to run" in err
 
 
 def test_a_failed_node_makes_the_run_fail(tmp_path: Path, no_leftovers: Leftovers) -> None:
@@ -299,3 +299,41 @@ def _not_zombie(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+CHILD_FACTS = (
+    "import ctypes, os; libc = ctypes.CDLL(None); v = ctypes.c_int(); "
+    "libc.prctl(2, ctypes.byref(v), 0, 0, 0); "
+    "print('pgid', os.getpgid(0) == os.getpid(), 'pdeathsig', v.value, "
+    "'spec', os.path.exists(os.environ['TOPO_SPEC']), 'stdin', os.read(0, 1))"
+)
+
+
+def test_every_child_gets_its_group_pdeathsig_and_default_signals(
+        tmp_path: Path, no_leftovers: Leftovers) -> None:
+    # grep, not python, reads the signal masks: python ignores SIGPIPE itself at startup.
+    path = topology(tmp_path, f"""
+        nodes:
+          facts: {{command: ["{sys.executable}", "-c", "{CHILD_FACTS}"], restart: never}}
+          masks: {{command: ["grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"], restart: never}}
+        """)
+    code, out, err = run_up(path)
+    assert code == 0, out + err
+    assert "pgid True pdeathsig 9 spec True stdin b''" in out
+    assert "masks.0 | SigBlk:\t0000000000000000" in out
+    assert "masks.0 | SigIgn:\t0000000000000000" in out
+
+
+def test_an_in_process_run_leaves_the_callers_own_children_alone(
+        tmp_path: Path, no_leftovers: Leftovers) -> None:
+    mine = subprocess.Popen(["sleep", "30"])
+    try:
+        path = topology(tmp_path, """
+            nodes:
+              quick: {command: ["true"], restart: never}
+            """)
+        assert run_up(path)[0] == 0
+        assert mine.poll() is None
+    finally:
+        mine.kill()
+        mine.wait(5)
