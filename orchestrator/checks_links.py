@@ -142,7 +142,9 @@ def _check_collisions(ctx: Context, found: Resolution) -> None:
             else:
                 other = first_any if b.lit.host == "*" else (first_wild or by_host.get(b.lit.host))
                 by_host.setdefault(b.lit.host, b)
-                if n > 1:
+                # A relative ipc path is per replica: the planner binds `name.<replica>`.
+                per_replica = b.lit.transport == "ipc" and not b.text.startswith("ipc:///")
+                if n > 1 and not per_replica:
                     ctx.emit(path, "E122",
                              f"node {node} has {n} replicas and each would bind {b.text}, but "
                              "only one process can bind an address",

@@ -354,6 +354,9 @@ def run_child(plan: Plan, replica: ReplicaPlan, target: NodeFunction, ready_fd: 
     cannot be bound or connected is one sentence on stderr and status 1, with
     no ready byte.
     """
+    # The node's `env:` and the TOPO_* variables, as a command node gets them; programs the
+    # node starts inherit them too (TOPO_RUN_DIR is how a dead run's strays are found).
+    os.environ.update(replica.env)
     ctx: zmq.Context[Any] = zmq.Context()
     try:
         try:

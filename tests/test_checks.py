@@ -233,7 +233,7 @@ def test_multicast_only_for_pub_sub() -> None:
     ("tcp://127.0.0.1:5555", "tcp://127.0.0.2:5555", 1, False),
     ("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", 3, False),
     ("ipc://a", "ipc://a", 1, True),
-    ("ipc://a", "ipc://b", 2, True),
+    ("ipc://a", "ipc://b", 2, False),  # relative ipc: the planner binds b.0 and b.1
     ("ipc://*", "ipc://*", 1, False),
     ("inproc://a", "inproc://a", 1, False),  # two processes, two namespaces
     ("inproc://a", "inproc://b", 3, False),
@@ -456,3 +456,14 @@ def test_one_mistake_one_error() -> None:
     # an interpolation that failed is not also a type error
     loaded = load_text("nodes:\n  a:\n    command: [x]\n    replicas: ${NOPE}\n", "t.yaml", {})
     assert [d.code for d in loaded.diagnostics] == ["E101"]
+
+
+@pytest.mark.parametrize(("endpoint", "collides"), [
+    ("ipc://jobs", False),  # relative: each replica binds its own jobs.<replica>
+    ("ipc:///tmp/topo-test-jobs", True),  # absolute: every replica would bind the same file
+    ("tcp://127.0.0.1:5605", True),
+    ("tcp://127.0.0.1:*", False),
+])
+def test_replicas_binding_one_address(endpoint: str, collides: bool) -> None:
+    found = codes(pair('{type: PUSH, connect: y.s}', f'{{type: PULL, bind: "{endpoint}"}}', 3))
+    assert ("E122" in found) == collides, found

@@ -233,6 +233,10 @@ def reports(node: Node) -> None:
         print(f"stopping={node.stopping.is_set()}", flush=True)
 
 
+def prints_env(node: Node) -> None:
+    print(os.environ.get("GREETING"), os.environ.get("TOPO_NODE"), flush=True)
+
+
 def graceful(node: Node) -> int:
     node.interrupt_on_stop = False
     node.sockets["out"].send(b"up")
@@ -278,6 +282,14 @@ def test_a_node_gets_its_facts_logs_and_stops_on_sigterm(
     assert time.monotonic() - started < 1.0
     assert child.stdout() == "stopping=True\n"
     assert child.stderr() == "INFO hello from worker.2\n"
+
+
+def test_a_run_node_gets_its_env_like_a_command_node(run_dir: Path, tmp_path: Path) -> None:
+    child = fork_node(*pair_plan(run_dir, env={"GREETING": "hi", "TOPO_NODE": "worker"}),
+                      prints_env, tmp_path)
+    assert child.wait() == 0
+    assert child.stdout() == "hi worker\n"
+    assert "GREETING" not in os.environ  # the parent's environment is untouched
 
 
 def test_a_node_may_finish_its_own_way_on_its_own_stop_signal(
