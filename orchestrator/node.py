@@ -1,4 +1,4 @@
-"""The node side of a run (SPEC §4): the ``Node`` object, its sockets, the child's life.
+"""The node side of a run (SPEC §4): the ``Node`` object and the child's life.
 
 The supervisor calls ``preload`` once before forking, so every child shares the
 imported code; ``run_child`` then runs inside each forked child. A ``command``
@@ -6,7 +6,7 @@ node that is a Python program calls ``from_env()`` to get the same ``Node``.
 
 ``run_child`` is on the hot path of starting and restarting nodes: it imports
 nothing and touches as little memory as it can (copy-on-write pages are the
-cost of a forked node).
+cost of a forked node). Its sockets are built in ``sockets.py``.
 """
 
 from __future__ import annotations
@@ -18,18 +18,19 @@ import json
 import logging
 import os
 import signal
-import stat
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
 import zmq
 
 from .errors import RunError
-from .plan import Plan, ReplicaPlan, SocketPlan
+from .plan import Plan, ReplicaPlan
+from .sockets import build_sockets as build_sockets  # re-exported: callers import it from here
+from .sockets import unlink_ipc
 
 NodeFunction = Callable[["Node"], "int | None"]
 _REDELIVER_FIRST = 0.002  # seconds the handler gets before the stop signal is sent again
@@ -193,102 +194,6 @@ def _redeliver(node: Node, signum: int, r: int, main: int) -> None:
                 delay = min(delay * 2, _REDELIVER_MAX)
     finally:
         os.close(r)
-
-
-# -- sockets --------------------------------------------------------------------------------------
-
-
-def build_sockets(
-    ctx: zmq.Context[Any], sockets: Sequence[SocketPlan]
-) -> dict[str, zmq.Socket[Any]]:
-    """Create, configure, bind and connect every socket; ``RunError`` with a sentence on failure.
-
-    Linger is 0 unless the plan sets it, so closing never waits for lost peers.
-    On failure, the sockets made so far are closed.
-    """
-    made: dict[str, zmq.Socket[Any]] = {}
-    bound: list[str] = []
-    try:
-        for plan in sockets:
-            made[plan.name] = _socket(ctx, plan, bound)
-    except BaseException:
-        for sock in made.values():
-            sock.close(linger=0)
-        unlink_ipc(bound)
-        raise
-    return made
-
-
-def unlink_ipc(endpoints: Iterable[str]) -> None:
-    """Remove the socket files of ipc endpoints this process bound.
-
-    libzmq 4.3 leaves them behind on close; a later bind would replace them, but
-    a run must not leave files behind, least of all outside its folder.
-    """
-    for ep in endpoints:
-        if ep.startswith("ipc://") and not ep.startswith("ipc://@"):
-            path = ep[len("ipc://"):]
-            with contextlib.suppress(OSError):
-                if stat.S_ISSOCK(os.lstat(path).st_mode):
-                    os.unlink(path)
-
-
-def _socket(ctx: zmq.Context[Any], plan: SocketPlan, bound: list[str]) -> zmq.Socket[Any]:
-    what = f"socket {plan.name} ({plan.type})"
-    try:
-        sock: zmq.Socket[Any] = ctx.socket(getattr(zmq, plan.type))
-    except (AttributeError, zmq.ZMQError) as exc:
-        raise RunError(f"cannot create {what}: {_reason(exc)}") from None
-    try:
-        sock.setsockopt(zmq.LINGER, 0)
-        for name, value in plan.options.items():
-            _set_option(sock, what, name, value)
-        if plan.type == "SUB":
-            for topic in plan.subscribe:
-                sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
-        for ep in plan.bind:
-            try:
-                sock.bind(ep)
-            except zmq.ZMQError as exc:
-                raise RunError(f"cannot bind {what} to {ep}: {_reason(exc)}") from None
-            bound.append(ep)
-        for ep in plan.connect:
-            try:
-                sock.connect(ep)
-            except zmq.ZMQError as exc:
-                raise RunError(f"cannot connect {what} to {ep}: {_reason(exc)}") from None
-        if plan.type == "XSUB":
-            for topic in plan.subscribe:  # an XSUB subscribes by sending, not by an option
-                sock.send(b"\x01" + topic.encode())
-    except BaseException:
-        sock.close(linger=0)
-        raise
-    return sock
-
-
-def _set_option(sock: zmq.Socket[Any], what: str, name: str, value: Any) -> None:
-    try:
-        opt = zmq.SocketOption[name.upper()]
-    except KeyError:
-        raise RunError(f"{what}: unknown socket option {name!r}") from None
-    kind = getattr(opt, "_opt_type", None)
-    try:
-        if isinstance(value, bool):
-            value = int(value)
-        if isinstance(value, str):
-            value = value.encode() if kind is not None and kind.value == "bytes" else int(value)
-        elif isinstance(value, int) and kind is not None and kind.value == "bytes":
-            value = str(value).encode()
-        sock.setsockopt(opt, value)
-    except (zmq.ZMQError, ValueError, TypeError) as exc:
-        raise RunError(f"{what}: cannot set option {name} to {value!r}: {_reason(exc)}") from None
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, zmq.ZMQError):
-        # str() would add the address, which the sentence already names.
-        return zmq.strerror(exc.errno) if exc.errno is not None else str(exc)
-    return str(exc) or type(exc).__name__
 
 
 # -- loading node functions -----------------------------------------------------------------------

@@ -1,56 +1,28 @@
-"""The one module that forks, execs and kills.
+"""The one module that forks, execs and kills: the parent's side of every child.
 
-Every child gets the same setup, in this order, right after ``fork()``:
-own process group, ``PR_SET_PDEATHSIG=SIGKILL`` (then ``getppid()`` is checked
-again: a parent that died before the prctl would never send the signal),
-default signal handlers and an empty mask, stdin from /dev/null, stdout and
-stderr into a pipe the supervisor reads, and the supervisor's own fds closed.
-
-Exec'd nodes take a small fast path: ``os.fork()`` then that setup and
-``os.execve`` at once (``posix_spawn``/``subprocess`` cannot set PDEATHSIG).
-Forked ``run`` nodes call ``node.run_child`` and ``os._exit`` with its code.
-
-A *guardian* process, forked once per run, holds the read end of a pipe the
-supervisor writes each new process group to. When the supervisor dies, even by
-SIGKILL, the pipe reaches EOF and the guardian SIGKILLs every group it knows, then
-every process whose environment carries the run's marker (``TOPO_RUN_DIR=``):
-that is what ends the grandchildren of command nodes, which carry no
-PDEATHSIG of ours, even those that left their process group.
+What a child does between ``fork()`` and its exec or exit (own process group,
+PDEATHSIG, fds) is ``childsetup.py``; the guardian that kills a run's leftovers
+when the supervisor dies is ``guardian.py``. This module forks both, tracks every
+group and fd, signals and reaps, and tells the guardian each new group.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
-import io
 import os
-import resource
 import selectors
 import shutil
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import psutil
 
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
-_libc = ctypes.CDLL(None, use_errno=True)
-# Signals the supervisor (or Python itself) changes and a child must see at their default.
-_RESET_SIGNALS = (
-    signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE,
-    signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGXFSZ,
-)
-
-
-def prctl(option: int, arg: int) -> None:
-    if _libc.prctl(option, arg, 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+from .childsetup import PR_SET_CHILD_SUBREAPER, exec_program, prctl, run_function
+from .guardian import fork_guardian
 
 
 def set_subreaper() -> None:
@@ -143,7 +115,9 @@ class Spawner:
                 born.append(exc)
                 continue
             if pid == 0:
-                self._run_child(start_child, out_r, out_w, ready_r, ready_w)
+                run_function(start_child, out_r, out_w, ready_r, ready_w,
+                             parent_pid=self.parent_pid, devnull=self._devnull,
+                             shared_fds=self.shared_fds)
             os.close(out_w)
             os.close(ready_w)
             born.append((pid, out_r, ready_r))
@@ -153,27 +127,6 @@ class Spawner:
         if isinstance(proc, OSError):
             raise proc
         return proc
-
-    def _run_child(
-        self, start_child: Callable[[int], int], out_r: int, out_w: int, ready_r: int, ready_w: int
-    ) -> None:
-        code = 1
-        try:
-            os.close(out_r)
-            os.close(ready_r)
-            self._child_setup(out_w, keep=(ready_w,))
-            _fresh_stdio()
-            gc.enable()
-            code = start_child(ready_w)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(BaseException):  # nothing left to tell anyone
-                    stream.flush()
-            os._exit(code & 0xFF)
 
     def exec_commands(
         self,
@@ -204,7 +157,9 @@ class Spawner:
                 born.append(exc)
                 continue
             if pid == 0:
-                self._exec_child(program, argvb, envb, cwd, out_r, out_w if capture else None)
+                exec_program(program, argvb, envb, cwd, out_r, out_w if capture else None,
+                             parent_pid=self.parent_pid, devnull=self._devnull,
+                             shared_fds=self.shared_fds, nofile=self._nofile)
             if capture:
                 os.close(out_w)
             born.append((pid, out_r if capture else None, None))
@@ -222,49 +177,6 @@ class Spawner:
         if isinstance(proc, OSError):
             raise proc
         return proc
-
-    def _exec_child(
-        self, program: str | None, argvb: list[bytes], envb: dict[bytes, bytes], cwd: str,
-        out_r: int, out_w: int | None,
-    ) -> None:
-        name = argvb[0].decode(errors="replace")
-        try:
-            if out_w is not None:
-                os.close(out_r)
-            self._child_setup(self._devnull if out_w is None else out_w, keep=())
-            if self._nofile is not None:
-                resource.setrlimit(resource.RLIMIT_NOFILE, self._nofile)
-            os.chdir(cwd)
-            if program is None:
-                os.write(2, f"topo: {name}: command not found\n".encode())
-                os._exit(127)
-            os.execve(program, argvb, envb)
-        except BaseException as exc:
-            try:
-                os.write(2, f"topo: cannot run {name}: {exc}\n".encode())
-            finally:
-                os._exit(127)
-
-    def _child_setup(self, out_fd: int, keep: tuple[int, ...]) -> None:
-        os.setpgid(0, 0)
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != self.parent_pid:
-            os._exit(1)  # the supervisor died before the prctl took effect
-        signal.set_wakeup_fd(-1)
-        for sig in _RESET_SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, ())
-        os.dup2(self._devnull, 0)
-        os.dup2(out_fd, 1)
-        os.dup2(out_fd, 2)
-        # Only the fds whose inheritance means something are closed here: the guardian
-        # pipe (its EOF must mean "supervisor gone"), the wake-up pipe, epoll and the like.
-        # The many per-child pidfds and pipe read ends are close-on-exec and harmless in a
-        # forked child; closing them all made each fork O(replicas).
-        for fd in self.shared_fds | {out_fd}:
-            if fd > 2 and fd not in keep:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
 
     def _started(self, pid: int, out_fd: int | None, ready_fd: int | None) -> Proc:
         # Also from this side, so a killpg never races the child; failing means the child
@@ -381,20 +293,8 @@ class Spawner:
 
     # -- the guardian -------------------------------------------------------
     def _start_guardian(self) -> None:
-        r, w = os.pipe()
         self._flush()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(w)
-                os.setpgid(0, 0)  # out of the terminal's group: Ctrl-C is the supervisor's
-                signal.set_wakeup_fd(-1)
-                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                    signal.signal(sig, signal.SIG_IGN)
-                _guardian_main(r, self._marker)
-            finally:
-                os._exit(0)
-        os.close(r)
+        pid, w = fork_guardian(self._marker)
         self._guardian_pid = pid
         self._guardian_fd = w
         self.private_fds.add(w)
@@ -428,69 +328,6 @@ class Spawner:
             self._guardian_pid = None
         for fd in list(self.private_fds):
             self.close_fd(fd)
-
-
-def _fresh_stdio() -> None:
-    """New line-buffered sys.stdout / sys.stderr on fds 1 and 2 (the pipe).
-
-    The parent's objects may not write to fd 1 at all (a test runner's capture,
-    a redirect), and their buffers belong to the parent.
-    """
-    if _on_fd(sys.stdout, 1) and _on_fd(sys.stderr, 2):
-        # The usual case (the `topo` command): the parent flushed them before the fork.
-        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-        return
-    sys.stdout = io.TextIOWrapper(
-        io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
-        line_buffering=True)
-    sys.stderr = io.TextIOWrapper(
-        io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
-        line_buffering=True)
-
-
-def _on_fd(stream: object, fd: int) -> bool:
-    try:
-        return stream.fileno() == fd and hasattr(stream, "reconfigure")  # type: ignore[attr-defined]
-    except (AttributeError, OSError, ValueError):
-        return False
-
-
-def _guardian_main(fd: int, marker: bytes) -> None:
-    groups: set[int] = set()
-    pending = b""
-    while chunk := os.read(fd, 65536):
-        *lines, pending = (pending + chunk).split(b"\n")
-        for line in lines:
-            if line.startswith(b"+"):
-                groups.add(int(line[1:]))
-            elif line.startswith(b"-"):
-                groups.discard(int(line[1:]))
-    for pgid in groups:
-        with contextlib.suppress(OSError):
-            os.killpg(pgid, signal.SIGKILL)
-    if marker:
-        # A grandchild that left its group (setsid, a daemon) still carries the run's
-        # environment; a second pass catches what forked while the first one ran.
-        for _ in range(2):
-            for pid in marked(marker):
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGKILL)
-
-
-def marked(marker: bytes) -> list[int]:
-    """Pids whose initial environment holds ``marker`` (a ``NAME=value`` entry)."""
-    me, found = os.getpid(), []
-    needle = b"\0" + marker + b"\0"
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as f:
-                if needle in b"\0" + f.read():
-                    found.append(int(name))
-        except OSError:
-            continue
-    return found
 
 
 def wait_gone(pids: Iterable[int], deadline: float) -> bool:

@@ -16,16 +16,19 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .output import Printer
 from .plan import Plan, ReplicaPlan
-from .policy import Decision, History, Outcome, RestartPolicy, decide
+from .policy import Decision, Outcome, decide
 from .readiness import Probe, make_probe, next_retry
+from .replica import Options, Replica, never_ready, policy_of
+from .shutdown import Shutdown
 from .spawn import Proc
 
-TERMINAL = ("exited", "failed")
+# Options and Replica are re-exported: callers build and read them with a Supervisor.
+__all__ = ["Options", "Replica", "SpawnerLike", "Supervisor", "Watcher"]
+
 INF = float("inf")
 
 
@@ -52,39 +55,7 @@ class _NoWatcher:
         pass
 
 
-@dataclass
-class Options:
-    timeout: float | None = None
-    exit_code_from: str | None = None
-    abort_on_failure: bool = False
-
-
-@dataclass
-class Replica:
-    plan: ReplicaPlan
-    policy: RestartPolicy
-    probe: Probe
-    stop_signal: int = signal.SIGTERM
-    stop_timeout: float = 5.0
-    status: str = "waiting"  # waiting starting ready restarting exited failed
-    proc: Proc | None = None
-    started_at: float = 0.0
-    ready: bool = False
-    ever_ready: bool = False
-    history: History = field(default_factory=History)
-    exit_code: int | None = None
-    restarts: int = 0
-    gen: int = 0  # bumped to cancel this replica's pending timers
-    probe_delay: float | None = None
-    probe_proc: Proc | None = None
-    not_ready: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.plan.name
-
-
-class Supervisor:
+class Supervisor(Shutdown):
     def __init__(
         self,
         plan: Plan,
@@ -218,7 +189,7 @@ class Supervisor:
             if node in self.started_nodes:
                 continue
             deps = self.deps[node]
-            if any(_never_ready(x) for d in deps for x in self.nodes.get(d, [])):
+            if any(never_ready(x) for d in deps for x in self.nodes.get(d, [])):
                 self.started_nodes.add(node)
                 for r in reps:
                     r.status = "failed"
@@ -338,7 +309,7 @@ class Supervisor:
             r.not_ready = True
             self.spawner.signal_group(r.proc.pid, signal.SIGKILL)
 
-    # -- exits, restarts, the end ---------------------------------------------------
+    # -- exits and restarts (the end of a run: shutdown.py) ----------------------------
     def _after_exit(self, r: Replica, code: int) -> None:
         r.exit_code = code
         r.gen += 1
@@ -375,67 +346,6 @@ class Supervisor:
     def _timer_restart(self, r: Replica) -> None:
         self._spawn(r)
 
-    def _timer_timeout(self, _: Replica | None) -> None:
-        self._begin_shutdown(124, f"timeout after {self.options.timeout:g}s; stopping")
-
-    def _check_end(self) -> None:
-        if self.stopping:
-            return
-        target = self.options.exit_code_from
-        if target is not None and target in self.nodes:
-            reps = self.nodes[target]
-            if all(r.status in TERMINAL for r in reps):
-                self._begin_shutdown(node_code(reps), f"{target} finished")
-            return
-        if all(r.status in TERMINAL for r in self.replicas.values()):
-            ok = all(r.status == "exited" and r.exit_code == 0 for r in self.replicas.values())
-            self._begin_shutdown(0 if ok else 1, "no node is left to run")
-
-    def _interrupt(self, code: int, why: str) -> None:
-        if self.stopping:
-            self.printer.event(f"{why} again: killing every node now")
-            for r in self.replicas.values():
-                if r.proc is not None:
-                    self.spawner.signal_group(r.proc.pid, signal.SIGKILL)
-            return
-        self._begin_shutdown(code, f"{why}; stopping")
-
-    def _begin_shutdown(self, code: int, why: str) -> None:
-        if self.stopping:
-            return
-        self.stopping = True
-        self.code = code
-        self.printer.event(why)
-        for r in self.replicas.values():
-            r.gen += 1
-            self._stop_probe(r)
-        self._tier = len(self.tiers) - 1
-        self._tier_signalled = False
-        self._advance_shutdown()
-
-    def _advance_shutdown(self) -> None:
-        while self._tier >= 0:
-            live = [r for n in self.tiers[self._tier] for r in self.nodes.get(n, [])
-                    if r.proc is not None]
-            if live and not self._tier_signalled:
-                self._tier_signalled = True
-                now = self.clock()
-                for r in live:
-                    self.spawner.signal_group(r.proc.pid, r.stop_signal)  # type: ignore[union-attr]
-                    self._at(now + r.stop_timeout, "kill", r.name, r.gen)
-            if live:
-                return
-            self._tier -= 1
-            self._tier_signalled = False
-        if not self.by_pid and not self.probe_pids:
-            self.done = True
-
-    def _timer_kill(self, r: Replica) -> None:
-        if r.proc is not None:
-            self.printer.event(f"{r.name} still running {r.stop_timeout:g}s after "
-                               f"{signal.Signals(r.stop_signal).name}; sending SIGKILL")
-            self.spawner.signal_group(r.proc.pid, signal.SIGKILL)
-
     # -- plumbing ---------------------------------------------------------------
     def _at(self, when: float, kind: str, name: str, gen: int = -1) -> None:
         self._seq += 1
@@ -461,27 +371,3 @@ class Supervisor:
                 for r in self.replicas.values()
             },
         }
-
-
-def _never_ready(r: Replica) -> bool:
-    """A replica its dependents can no longer wait for."""
-    return r.status == "failed" or (r.status in TERMINAL and not r.ever_ready)
-
-
-def node_code(reps: list[Replica]) -> int:
-    """A finished node's exit code: its first failed replica's code, else 0."""
-    for r in reps:
-        if r.status == "failed" or (r.exit_code or 0) != 0:
-            return r.exit_code if r.exit_code not in (None, 0) else 1
-    return 0
-
-
-def policy_of(spec: Any) -> RestartPolicy:
-    return RestartPolicy(
-        mode=spec.restart,
-        initial=float(spec.backoff.initial),
-        factor=float(spec.backoff.factor),
-        max_delay=float(spec.backoff.max),
-        max_restarts=int(spec.max_restarts),
-        window=float(spec.restart_window),
-    )

@@ -1,0 +1,142 @@
+"""What a child does between ``fork()`` and its ``execve`` or ``os._exit``.
+
+Every child gets the same setup, in this order, right after ``fork()``:
+own process group, ``PR_SET_PDEATHSIG=SIGKILL`` (then ``getppid()`` is checked
+again: a parent that died before the prctl would never send the signal),
+default signal handlers and an empty mask, stdin from /dev/null, stdout and
+stderr into a pipe the supervisor reads, and the supervisor's own fds closed.
+
+Exec'd nodes take a small fast path: ``os.fork()`` then that setup and
+``os.execve`` at once (``posix_spawn``/``subprocess`` cannot set PDEATHSIG).
+Forked ``run`` nodes call ``node.run_child`` and ``os._exit`` with its code.
+The parent side (forking, bookkeeping, signalling) is ``spawn.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import io
+import os
+import resource
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Set
+from typing import NoReturn
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+_libc = ctypes.CDLL(None, use_errno=True)
+# Signals the supervisor (or Python itself) changes and a child must see at their default.
+_RESET_SIGNALS = (
+    signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGPIPE,
+    signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGXFSZ,
+)
+
+
+def prctl(option: int, arg: int) -> None:
+    if _libc.prctl(option, arg, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def run_function(
+    start_child: Callable[[int], int], out_r: int, out_w: int, ready_r: int, ready_w: int,
+    *, parent_pid: int, devnull: int, shared_fds: Set[int],
+) -> NoReturn:
+    """The forked child of a ``run`` node: set up, call ``start_child``, exit with its code."""
+    code = 1
+    try:
+        os.close(out_r)
+        os.close(ready_r)
+        child_setup(out_w, keep=(ready_w,), parent_pid=parent_pid, devnull=devnull,
+                    shared_fds=shared_fds)
+        _fresh_stdio()
+        gc.enable()
+        code = start_child(ready_w)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(BaseException):  # nothing left to tell anyone
+                stream.flush()
+        os._exit(code & 0xFF)
+
+
+def exec_program(
+    program: str | None, argvb: list[bytes], envb: dict[bytes, bytes], cwd: str,
+    out_r: int, out_w: int | None,
+    *, parent_pid: int, devnull: int, shared_fds: Set[int], nofile: tuple[int, int] | None,
+) -> NoReturn:
+    """The forked child of a command node: set up and exec, or exit 127 saying why."""
+    name = argvb[0].decode(errors="replace")
+    try:
+        if out_w is not None:
+            os.close(out_r)
+        child_setup(devnull if out_w is None else out_w, keep=(), parent_pid=parent_pid,
+                    devnull=devnull, shared_fds=shared_fds)
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+        os.chdir(cwd)
+        if program is None:
+            os.write(2, f"topo: {name}: command not found\n".encode())
+            os._exit(127)
+        os.execve(program, argvb, envb)
+    except BaseException as exc:
+        try:
+            os.write(2, f"topo: cannot run {name}: {exc}\n".encode())
+        finally:
+            os._exit(127)
+
+
+def child_setup(
+    out_fd: int, keep: tuple[int, ...], *, parent_pid: int, devnull: int, shared_fds: Set[int],
+) -> None:
+    os.setpgid(0, 0)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)  # the supervisor died before the prctl took effect
+    signal.set_wakeup_fd(-1)
+    for sig in _RESET_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    os.dup2(devnull, 0)
+    os.dup2(out_fd, 1)
+    os.dup2(out_fd, 2)
+    # Only the fds whose inheritance means something are closed here: the guardian
+    # pipe (its EOF must mean "supervisor gone"), the wake-up pipe, epoll and the like.
+    # The many per-child pidfds and pipe read ends are close-on-exec and harmless in a
+    # forked child; closing them all made each fork O(replicas).
+    for fd in shared_fds | {out_fd}:
+        if fd > 2 and fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _fresh_stdio() -> None:
+    """New line-buffered sys.stdout / sys.stderr on fds 1 and 2 (the pipe).
+
+    The parent's objects may not write to fd 1 at all (a test runner's capture,
+    a redirect), and their buffers belong to the parent.
+    """
+    if _on_fd(sys.stdout, 1) and _on_fd(sys.stderr, 2):
+        # The usual case (the `topo` command): the parent flushed them before the fork.
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        return
+    sys.stdout = io.TextIOWrapper(
+        io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
+        line_buffering=True)
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
+        line_buffering=True)
+
+
+def _on_fd(stream: object, fd: int) -> bool:
+    try:
+        return stream.fileno() == fd and hasattr(stream, "reconfigure")  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False

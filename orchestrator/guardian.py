@@ -1,0 +1,72 @@
+"""The guardian: the process that kills a run's leftovers when the supervisor dies.
+
+It is forked once per run and holds the read end of a pipe the supervisor
+writes each new process group to (``+pgid``, and ``-pgid`` once it is gone).
+When the supervisor dies, even by SIGKILL, the pipe reaches EOF and the guardian
+SIGKILLs every group it knows, then every process whose environment carries the
+run's marker (``TOPO_RUN_DIR=``): that is what ends the grandchildren of command
+nodes, which carry no PDEATHSIG of ours, even those that left their process group.
+The supervisor's side of the pipe (batching, closing) lives in ``spawn.Spawner``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+
+def fork_guardian(marker: bytes) -> tuple[int, int]:
+    """Fork the guardian; return its pid and the write end of its pipe."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(w)
+            os.setpgid(0, 0)  # out of the terminal's group: Ctrl-C is the supervisor's
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)
+            guardian_main(r, marker)
+        finally:
+            os._exit(0)
+    os.close(r)
+    return pid, w
+
+
+def guardian_main(fd: int, marker: bytes) -> None:
+    groups: set[int] = set()
+    pending = b""
+    while chunk := os.read(fd, 65536):
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            if line.startswith(b"+"):
+                groups.add(int(line[1:]))
+            elif line.startswith(b"-"):
+                groups.discard(int(line[1:]))
+    for pgid in groups:
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, signal.SIGKILL)
+    if marker:
+        # A grandchild that left its group (setsid, a daemon) still carries the run's
+        # environment; a second pass catches what forked while the first one ran.
+        for _ in range(2):
+            for pid in marked(marker):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def marked(marker: bytes) -> list[int]:
+    """Pids whose initial environment holds ``marker`` (a ``NAME=value`` entry)."""
+    me, found = os.getpid(), []
+    needle = b"\0" + marker + b"\0"
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if needle in b"\0" + f.read():
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
