@@ -14,39 +14,39 @@ make the run start fairly and end by itself:
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from typing import Any
 
 import zmq
 
+from examples.common import STEP_MS, param, receive, receive_multipart
+
 KILL = b"KILL"
 READY = b"ready"
 RESULT = b"result"
-STEP_MS = 100
 GIVE_UP_S = 60.0
 
 
 def ventilator(node: Any) -> int:
     tasks, sink, control = (node.sockets[k] for k in ("tasks", "sink", "control"))
-    count = _param(node, "tasks", 20)
+    count = param(node, "tasks", 20)
     sink.send_string(f"start {count}")
-    if _receive(sink, node, GIVE_UP_S) is None:
+    if receive(sink, node, GIVE_UP_S) is None:
         return _gave_up(node, "ventilator: the sink never said go")
     for i in range(1, count + 1):
         work_ms = 5 + (i * 7) % 20  # a fixed mix of short and long tasks
         tasks.send_string(f"{i} {work_ms}")
     print(f"ventilator: sent {count} tasks", flush=True)
     # Queued tasks would be lost if we ended now; the sink's KILL says they all arrived.
-    if _receive(control, node, GIVE_UP_S) is None:
+    if receive(control, node, GIVE_UP_S) is None:
         return _gave_up(node, "ventilator: no KILL from the sink")
     return 0
 
 
 def worker(node: Any) -> int:
     tasks, results, control = (node.sockets[k] for k in ("tasks", "results", "control"))
-    me = _name(node)
+    me = node.full_name
     results.send_multipart([READY, me.encode()])
     poller = zmq.Poller()
     poller.register(tasks, zmq.POLLIN)
@@ -70,15 +70,15 @@ def worker(node: Any) -> int:
 
 def sink(node: Any) -> int:
     results, sync, control = (node.sockets[k] for k in ("results", "sync", "control"))
-    workers = _param(node, "workers", 3)
+    workers = param(node, "workers", 3)
     ready: set[bytes] = set()
     while len(ready) < workers:
-        frames = _receive_multipart(results, node, GIVE_UP_S)
+        frames = receive_multipart(results, node, GIVE_UP_S)
         if frames is None:
             return _gave_up(node, f"sink: only {len(ready)} of {workers} workers said ready")
         if frames[0] == READY:
             ready.add(frames[1])
-    request = _receive(sync, node, GIVE_UP_S)
+    request = receive(sync, node, GIVE_UP_S)
     if request is None:
         return _gave_up(node, "sink: the ventilator never asked to start")
     count = int(request.split()[1])
@@ -87,7 +87,7 @@ def sink(node: Any) -> int:
     done_by: Counter[str] = Counter()
     seen: set[bytes] = set()
     while len(seen) < count:
-        frames = _receive_multipart(results, node, GIVE_UP_S)
+        frames = receive_multipart(results, node, GIVE_UP_S)
         if frames is None:
             return _gave_up(node, f"sink: only {len(seen)} of {count} results arrived")
         if frames[0] == RESULT:
@@ -103,35 +103,9 @@ def sink(node: Any) -> int:
     return 0
 
 
-def _receive(sock: Any, node: Any, seconds: float) -> bytes | None:
-    frames = _receive_multipart(sock, node, seconds)
-    return None if frames is None else frames[0]
-
-
-def _receive_multipart(sock: Any, node: Any, seconds: float) -> list[bytes] | None:
-    deadline = time.monotonic() + seconds
-    while not node.stopping.is_set():
-        left_ms = (deadline - time.monotonic()) * 1000
-        if left_ms <= 0:
-            return None
-        if sock.poll(min(STEP_MS, max(1, int(left_ms)))):
-            return [bytes(f) for f in sock.recv_multipart()]
-    return None
-
 
 def _gave_up(node: Any, why: str) -> int:
     if node.stopping.is_set():
         return 0
     print(why, flush=True)
     return 1
-
-
-def _name(node: Any) -> str:
-    name = str(node.name)
-    return name if "." in name else f"{name}.{node.replica}"
-
-
-def _param(node: Any, key: str, default: int) -> int:
-    """A number from the node's `with:` (node.params), else the environment, else ``default``."""
-    params = getattr(node, "params", None) or {}
-    return int(params.get(key, os.environ.get(key.upper(), default)))

@@ -7,17 +7,16 @@ the subscriber nothing. The subscriber takes WANT messages and ends.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
-STEP_MS = 100
+from examples.common import STEP_MS, param
 
 
 def subscriber(node: Any) -> int:
     sock = node.sockets["news"]
-    want = _param(node, "want", 5)
-    deadline = time.monotonic() + _param(node, "give_up_after", 30)
+    want = param(node, "want", 5)
+    deadline = time.monotonic() + param(node, "give_up_after", 30)
     got = 0
     while got < want:
         if node.stopping.is_set():
@@ -33,9 +32,3 @@ def subscriber(node: Any) -> int:
         print(f"subscriber: {got}/{want}: {text}", flush=True)
     print(f"subscriber: done, {want} messages", flush=True)
     return 0
-
-
-def _param(node: Any, key: str, default: int) -> int:
-    """A number from the node's `with:` (node.params), else the environment, else ``default``."""
-    params = getattr(node, "params", None) or {}
-    return int(params.get(key, os.environ.get(key.upper(), default)))

@@ -8,21 +8,19 @@ does not change.
 
 from __future__ import annotations
 
-import os
-import time
 from collections import Counter
 from typing import Any
 
-STEP_MS = 100
+from examples.common import STEP_MS, param, receive
 
 
 def client(node: Any) -> int:
     sock = node.sockets["server"]
-    count = _param(node, "requests", 10)
+    count = param(node, "requests", 10)
     served_by: Counter[str] = Counter()
     for i in range(1, count + 1):
         sock.send_string(f"request {i}")
-        reply = _receive(sock, node, seconds=10.0)
+        reply = receive(sock, node, seconds=10.0)
         if reply is None:
             if node.stopping.is_set():
                 return 0
@@ -38,31 +36,9 @@ def client(node: Any) -> int:
 
 def worker(node: Any) -> int:
     sock = node.sockets["jobs"]
-    me = _name(node)
+    me = node.full_name
     while not node.stopping.is_set():
         if sock.poll(STEP_MS):
             request = sock.recv().decode()
             sock.send_string(f"reply to {request} from {me}")
     return 0
-
-
-def _receive(sock: Any, node: Any, seconds: float) -> bytes | None:
-    deadline = time.monotonic() + seconds
-    while not node.stopping.is_set():
-        left_ms = (deadline - time.monotonic()) * 1000
-        if left_ms <= 0:
-            return None
-        if sock.poll(min(STEP_MS, max(1, int(left_ms)))):
-            return bytes(sock.recv())
-    return None
-
-
-def _name(node: Any) -> str:
-    name = str(node.name)
-    return name if "." in name else f"{name}.{node.replica}"
-
-
-def _param(node: Any, key: str, default: int) -> int:
-    """A number from the node's `with:` (node.params), else the environment, else ``default``."""
-    params = getattr(node, "params", None) or {}
-    return int(params.get(key, os.environ.get(key.upper(), default)))

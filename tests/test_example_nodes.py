@@ -30,6 +30,10 @@ class FakeNode:
     run_id: str = "test"
     log: Any = None
 
+    @property
+    def full_name(self) -> str:
+        return f"{self.name}.{self.replica}"
+
 
 class Runner:
     """Runs example functions in threads and collects their exit codes."""
