@@ -111,6 +111,18 @@ class Run:
                       ready_hook=self._on_ready)
 
 
+def _finish(t0: float, pids: list[int], r: int, w: int, *, kill: bool) -> float:
+    """The elapsed time of a bare loop, taken before its children are killed and reaped."""
+    elapsed = time.perf_counter() - t0
+    for pid in pids:
+        if kill:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    os.close(r)
+    os.close(w)
+    return elapsed
+
+
 def bare_fork(n: int) -> float:
     r, w = os.pipe()
     t0 = time.perf_counter()
@@ -121,15 +133,9 @@ def bare_fork(n: int) -> float:
             os.write(w, b"R")
             os._exit(0)
         pids.append(pid)
-    got = 0
-    while got < n:
-        got += len(os.read(r, 4096))
-    elapsed = time.perf_counter() - t0
-    for pid in pids:
-        os.waitpid(pid, 0)
-    os.close(r)
-    os.close(w)
-    return elapsed
+    while n > 0:
+        n -= len(os.read(r, 4096))
+    return _finish(t0, pids, r, w, kill=False)
 
 
 def bare_fork_zmq(n: int) -> float:
@@ -148,16 +154,9 @@ def bare_fork_zmq(n: int) -> float:
             signal.pause()
             os._exit(0)
         pids.append(pid)
-    got = 0
-    while got < n:
-        got += len(os.read(r, 4096))
-    elapsed = time.perf_counter() - t0
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    os.close(r)
-    os.close(w)
-    return elapsed
+    while n > 0:
+        n -= len(os.read(r, 4096))
+    return _finish(t0, pids, r, w, kill=True)
 
 
 def bare_exec(n: int) -> float:
@@ -174,13 +173,7 @@ def bare_exec(n: int) -> float:
     seen = b""
     while seen.count(b"up") < n:  # unbuffered children may write "up" and "\\n" apart
         seen += os.read(r, 65536)
-    elapsed = time.perf_counter() - t0
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    os.close(r)
-    os.close(w)
-    return elapsed
+    return _finish(t0, pids, r, w, kill=True)
 
 
 def measure_pss(run: Run) -> None:
