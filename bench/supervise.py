@@ -1,6 +1,6 @@
 """How fast does `topo up` start, restart and hold nodes, next to the bare lower bounds?
 
-Run: ``python bench/supervise.py [--sizes 50,200] [--kills 20]``
+Run: ``python bench/supervise.py [--sizes 50,200] [--kills 20] [--idle 10]``
 
 Everything is measured in this one process, so the supervisor (driven
 in-process through ``runner.up``) and the bare loops fork from an interpreter of
@@ -16,6 +16,8 @@ the same size:
   the policy restarts it at once) and time the kill to the new replica's ready
   byte; p50 and p95.
 - PSS of idle run nodes (``psutil ... memory_full_info().pss``), mean.
+- then ``bench/detached.py`` for the largest size: ``topo up -d``, idle
+  supervisor CPU, ``topo down``, and nodes gone after a SIGKILL of the supervisor.
 """
 
 from __future__ import annotations
@@ -220,6 +222,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="50,200")
     parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--idle", type=float, default=10.0,
+                        help="seconds the detached run idles while its supervisor's CPU is read")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="topo-bench-") as tmp:
@@ -259,6 +263,9 @@ def main() -> None:
         p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
         print(f"restart after SIGKILL, kill -> ready ({len(lat)} kills): "
               f"p50 {statistics.median(lat) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms")
+    import detached  # the detached-run figures (bench/detached.py), on the largest size
+
+    print("\n".join(detached.run(sizes[-1], args.idle)))
 
 
 if __name__ == "__main__":

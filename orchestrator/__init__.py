@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .errors import TopoError
 
-__all__ = ["TopoError"]
+if TYPE_CHECKING:
+    from .api import Run, up
+
+__all__ = ["Run", "TopoError", "up"]
+
+
+def __getattr__(name: str) -> Any:
+    # `orchestrator.up` and `orchestrator.Run` load the API on first use: the `topo`
+    # command, which imports this package too, starts faster without it.
+    if name in ("up", "Run"):
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")

@@ -71,14 +71,21 @@ def exec_program(
     program: str | None, argvb: list[bytes], envb: dict[bytes, bytes], cwd: str,
     out_r: int, out_w: int | None,
     *, parent_pid: int, devnull: int, shared_fds: Set[int], nofile: tuple[int, int] | None,
+    pass_fds: tuple[int, ...] = (),
 ) -> NoReturn:
-    """The forked child of a command node: set up and exec, or exit 127 saying why."""
+    """The forked child of a command node: set up and exec, or exit 127 saying why.
+
+    ``pass_fds`` (a socket pair end) survive the exec, in this child only: the
+    parent's copies stay close-on-exec for every other child.
+    """
     name = argvb[0].decode(errors="replace")
     try:
         if out_w is not None:
             os.close(out_r)
         child_setup(devnull if out_w is None else out_w, keep=(), parent_pid=parent_pid,
                     devnull=devnull, shared_fds=shared_fds)
+        for fd in pass_fds:
+            os.set_inheritable(fd, True)
         if nofile is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
         os.chdir(cwd)

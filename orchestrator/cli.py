@@ -46,7 +46,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exit-code-from", dest="exit_code_from", metavar="NODE")
     p.add_argument("--abort-on-failure", action="store_true")
     p.add_argument("--no-color", action="store_true")
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="run in the background; return once every node is ready")
+    p.add_argument("--wait-timeout", type=_seconds, default=60.0, metavar="S",
+                   help="with -d: give up (and tear down) if not every node is ready "
+                        "after S seconds (default 60)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON event per line on stdout (output included)")
+    # The Python API's runs end with the process that started them (orchestrator.api).
+    p.add_argument("--owner-pid", type=int, help=argparse.SUPPRESS)
+
+    p = sub.add_parser("down", help="stop a run and remove everything it created")
+    p.add_argument("run", nargs="?", metavar="RUN|FILE")
+
+    p = sub.add_parser("ps", help="show the replicas of a run (of every run without RUN)")
+    p.add_argument("run", nargs="?", metavar="RUN")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("ls", help="list runs, alive or dead")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("logs", help="show a run's output, merged")
+    p.add_argument("run", nargs="?", metavar="RUN")
+    p.add_argument("nodes", nargs="*", metavar="NODE", help="node or node.N; default all")
+    p.add_argument("-f", "--follow", action="store_true", help="follow until the run ends")
+    p.add_argument("--tail", type=_count, metavar="N", help="only the last N lines")
+    p.add_argument("--no-color", action="store_true")
+
+    sub.add_parser("gc", help="remove what dead runs left behind (only topo's own)")
+
+    p = sub.add_parser("restart", help="restart a node (all replicas) or one replica node.N")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("nodes", nargs="+", metavar="NODE")
     return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    # argparse stops filling `NODE...` at the first option: `logs RUN --tail 5 worker` would
+    # leave `worker` over. Names after options still belong to it.
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "command", None) in ("logs", "restart") and not any(
+            e.startswith("-") for e in extra):
+        args.nodes = [*args.nodes, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "command", None) == "logs":
+        args.run, args.nodes = _split_run(args.run, args.nodes)
+    return args
+
+
+def _split_run(run: str | None, nodes: list[str]) -> tuple[str | None, list[str]]:
+    """`logs [RUN] [NODE...]`: the first name is a run only if a run has that name."""
+    if run is None:
+        return None, nodes
+    from .paths import run_dir
+
+    if run_dir(run).is_dir() if "/" not in run else True:
+        return run, nodes
+    return None, [run, *nodes]
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}")
+    return int(text)
 
 
 def _seconds(text: str) -> float:
@@ -69,7 +132,7 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = _parse(build_parser(), argv)
         if args.command is None:
             build_parser().print_help()
             return 2
@@ -112,10 +175,53 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(explain(loaded.topology, loaded.diagnostics), end="")
         return 0
     if args.command == "up":
+        if args.detach:
+            return _up_detached(args)
         from .runner import up_from_cli
 
         return up_from_cli(args)
+    if args.command in ("down", "ls", "restart"):
+        from . import runs
+
+        if args.command == "down":
+            return runs.down(args.run)
+        if args.command == "ls":
+            return runs.ls(as_json=args.json)
+        return runs.restart(args.run, args.nodes)
+    if args.command == "gc":
+        from .ipcres import gc
+        from .paths import state_root
+
+        said = gc(state_root())
+        print("\n".join(said) if said else "nothing to clean: no dead run is left")
+        return 0
+    if args.command == "ps":
+        from .psview import ps
+
+        return ps(args.run, as_json=args.json)
+    if args.command == "logs":
+        from .logs import logs
+
+        return logs(args.run, args.nodes, follow=args.follow, tail=args.tail,
+                    no_color=args.no_color)
     raise UsageError(f"unknown command {args.command}")
+
+
+
+def _up_detached(args: argparse.Namespace) -> int:
+    from .daemon import up_detached
+
+    if args.exit_code_from:
+        raise UsageError("--exit-code-from needs a foreground run; it cannot go with -d")
+    if args.json:
+        raise UsageError("--json streams a foreground run's events; it cannot go with -d")
+    run_id = up_detached(args.file, run_id=args.run_id, timeout=args.timeout,
+                         wait_timeout=args.wait_timeout, abort_on_failure=args.abort_on_failure,
+                         owner_pid=args.owner_pid)
+    print(run_id)
+    print(f"run {run_id} is up: `topo ps {run_id}`, `topo logs -f {run_id}`, "
+          f"`topo down {run_id}`", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

@@ -63,7 +63,19 @@ class EventLoop:
         spawner.shared_fds.add(self.sel.fileno())
         self.procs: dict[int, Proc] = {}
         self.names: dict[int, str] = {}
+        self.readers: dict[int, Callable[[int], None]] = {}
         supervisor.watcher = self
+
+    def add_reader(self, fd: int, callback: Callable[[int], None]) -> None:
+        """Call ``callback(fd)`` whenever ``fd`` is readable (the control channel's sockets)."""
+        self.readers[fd] = callback
+        self.sel.register(fd, selectors.EVENT_READ, ("reader", fd))
+        self.spawner.shared_fds.add(fd)  # a forked node must not hold it
+
+    def remove_reader(self, fd: int) -> None:
+        if self.readers.pop(fd, None) is not None:
+            self._unregister(fd)
+            self.spawner.shared_fds.discard(fd)
 
     # -- the Watcher interface the supervisor calls --------------------------------
     def watch(self, proc: Proc, name: str) -> None:
@@ -109,6 +121,8 @@ class EventLoop:
         return self.sup.code
 
     def close(self) -> None:
+        for fd in list(self.readers):
+            self.remove_reader(fd)  # their owner closes them
         for key in list(self.sel.get_map().values()):
             self._unregister(key.fd)
             self.spawner.close_fd(key.fd)
@@ -142,6 +156,8 @@ class EventLoop:
             self._read_ready(pid)
         elif what == "out":
             self._read_out(pid, key.fd)
+        elif what == "reader":
+            self.readers[pid](pid)
 
     def _exited(self, pid: int, code: int) -> None:
         proc = self.procs.pop(pid)

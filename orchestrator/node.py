@@ -43,7 +43,9 @@ class Node:
     - ``name`` (the node, e.g. ``worker``), ``replica`` (0, 1, ...),
       ``full_name`` (``worker.0``), ``run_id``, ``run_dir``
     - ``sockets``: pyzmq sockets by name, created, bound and connected
-    - ``ipc``: IPC resources by name (none yet)
+    - ``ipc``: the IPC resources the node lists, by name: ``sysv_ipc`` objects
+      (MessageQueue, SharedMemory attached, Semaphore), a ``socket.socket`` for a
+      socket pair end, the path of a fifo
     - ``params``: the node's ``with:`` mapping
     - ``context``: the ``zmq.Context`` of this process
     - ``log``: a ``logging.Logger`` writing ``LEVEL message`` lines to stderr,
@@ -82,6 +84,7 @@ class Node:
         self.spec = replica  # the resolved ReplicaPlan
         self._armed = False  # raise SystemExit on the stop signal (only while the function runs)
         self._unwatch: Callable[[], None] | None = None
+        self.abandoned = False  # close(exiting=True) left the context to the process exit
         self._log: logging.Logger | None = None
 
     @property
@@ -98,14 +101,28 @@ class Node:
             self._log = log
         return self._log
 
-    def close(self) -> None:
-        """Close every socket (linger as set, 0 by default), end the context, remove ipc files."""
+    def close(self, *, exiting: bool = False) -> None:
+        """Close every socket (linger as set, 0 by default), end the context, remove ipc files.
+
+        ``exiting``: the process ends right after this (a forked run node). When no
+        socket has a linger, closing would only drop what is unsent, which the exit
+        drops too; the kernel closes every fd, so the context's threads are left to
+        the exit instead of being woken and joined (a quarter of a node's stop time).
+        """
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
-        for sock in self.sockets.values():
-            sock.close()
-        self.context.destroy(linger=0)  # sockets the node made itself, if any
+        if exiting and all(s.closed or s.getsockopt(zmq.LINGER) == 0
+                           for s in self.sockets.values()):
+            self.abandoned = True
+        else:
+            for sock in self.sockets.values():
+                sock.close()
+            self.context.destroy(linger=0)  # sockets the node made itself, if any
+        if self.ipc:
+            from .ipcres import close_objects
+
+            close_objects(self.ipc)
         unlink_ipc(ep for plan in self.spec.sockets for ep in plan.bind)
 
     def __enter__(self) -> Node:
@@ -251,7 +268,10 @@ def import_target(target: str, node: str) -> NodeFunction:
 # -- inside the child -----------------------------------------------------------------------------
 
 
-def run_child(plan: Plan, replica: ReplicaPlan, target: NodeFunction, ready_fd: int | None) -> int:
+def run_child(
+    plan: Plan, replica: ReplicaPlan, target: NodeFunction, ready_fd: int | None,
+    ipc: Mapping[str, Any] | None = None,
+) -> int:
     """Run one node in a freshly forked child; returns its exit status.
 
     Builds the sockets on a new context, then writes ``b"R"`` to ``ready_fd``
@@ -263,6 +283,7 @@ def run_child(plan: Plan, replica: ReplicaPlan, target: NodeFunction, ready_fd: 
     # node starts inherit them too (TOPO_RUN_DIR is how a dead run's strays are found).
     os.environ.update(replica.env)
     ctx: zmq.Context[Any] = zmq.Context()
+    node: Node | None = None
     try:
         try:
             sockets = build_sockets(ctx, replica.sockets)
@@ -270,14 +291,15 @@ def run_child(plan: Plan, replica: ReplicaPlan, target: NodeFunction, ready_fd: 
             print(f"{replica.name}: {exc}", file=sys.stderr)
             return 1
         node = Node(replica, plan.run_id, plan.run_dir, ctx, sockets)
+        node.ipc = dict(ipc or {})  # made by the supervisor before the fork (ipcres)
         fd, ready_fd = ready_fd, None  # _call owns it now
         code = _call(node, target, replica.stop_signal, fd)
-        node.close()
+        node.close(exiting=True)
         return code
     finally:
         if ready_fd is not None:
             os.close(ready_fd)  # EOF without a byte: not ready
-        if not ctx.closed:
+        if not ctx.closed and not (node is not None and node.abandoned):
             ctx.destroy(linger=0)
         _flush()
 
@@ -324,7 +346,8 @@ def _flush() -> None:
 def from_env(environ: Mapping[str, str] | None = None) -> Node:
     """The ``Node`` of a Python program started as a ``command`` node, from ``TOPO_SPEC``.
 
-    Sockets are created, bound and connected; the stop signal sets
+    Sockets are created, bound and connected; ``node.ipc`` holds the resources
+    the node lists, opened from ``TOPO_IPC_<NAME>_*``; the stop signal sets
     ``node.stopping`` and raises ``SystemExit(0)`` unless the program sets
     ``node.interrupt_on_stop = False``. Use ``with from_env() as node:`` or call
     ``node.close()`` at the end.
@@ -343,6 +366,11 @@ def from_env(environ: Mapping[str, str] | None = None) -> Node:
         raise RunError(f"cannot read the node spec TOPO_SPEC={path}: {exc.strerror}") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise RunError(f"the node spec TOPO_SPEC={path} is not one topo wrote: {exc}") from None
+    ipc: dict[str, Any] = {}
+    if replica.ipc:
+        from .ipcres import open_from_env
+
+        ipc = open_from_env(replica.ipc, env)
     ctx: zmq.Context[Any] = zmq.Context()
     try:
         sockets = build_sockets(ctx, replica.sockets)
@@ -350,5 +378,6 @@ def from_env(environ: Mapping[str, str] | None = None) -> Node:
         ctx.destroy(linger=0)
         raise
     node = Node(replica, run_id, run_dir, ctx, sockets)
+    node.ipc = ipc
     node._arm(replica.stop_signal)
     return node

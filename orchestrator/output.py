@@ -4,14 +4,18 @@ Prefixes are padded to one width so the ``|`` align, and coloured per node only
 when the stream is a terminal and neither ``--no-color`` nor ``NO_COLOR`` says
 otherwise. Partial lines wait in a per-replica buffer until their newline (or
 until the replica's pipe closes). Each line is also appended to the replica's
-log file. The supervisor's own messages go to stderr as ``topo | ...``.
+log file, and, as ``node.replica | line``, to the run's merged log (what
+`topo logs` reads). The supervisor's own messages go to stderr, and to the
+merged log, as ``topo | ...``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from typing import BinaryIO
 
@@ -35,6 +39,7 @@ class Printer:
         err: BinaryIO | None = None,
         color: bool = False,
         log_paths: Mapping[str, str] | None = None,
+        merged_path: str | None = None,
     ) -> None:
         self.names = list(names)
         self.out = out if out is not None else sys.stdout.buffer
@@ -52,6 +57,11 @@ class Printer:
         self._partial: dict[str, bytes] = {}
         self._log_paths = dict(log_paths or {})
         self._logs: dict[str, int] = {}
+        self._merged: int | None = None
+        if merged_path:
+            with contextlib.suppress(OSError):
+                self._merged = os.open(
+                    merged_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def feed(self, name: str, data: bytes) -> list[bytes]:
         """Print the complete lines in ``data`` (after what was buffered); return them."""
@@ -81,18 +91,37 @@ class Printer:
             self.err.flush()
         except (OSError, ValueError):
             pass
+        if self._merged is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._merged, f"topo | {message}\n".encode())
+
+    def record(self, event: str, replica: str | None = None, **fields: object) -> None:
+        """A structured event (started, ready, exited, ...): only ``JsonPrinter`` prints them."""
 
     def _emit(self, name: str, lines: list[bytes]) -> None:
+        self._write(name, lines)
+        self._to_logs(name, lines)
+
+    def _write(self, name: str, lines: list[bytes]) -> None:
         prefix = self._prefix.get(name, name.encode() + b" | ")
+        self._out(b"".join(prefix + line + b"\n" for line in lines))
+
+    def _out(self, data: bytes) -> None:
         try:
-            self.out.write(b"".join(prefix + line + b"\n" for line in lines))
+            self.out.write(data)
             self.out.flush()
         except (OSError, ValueError):
             pass  # our stdout is gone (closed pipe): the log files still get it
+
+    def _to_logs(self, name: str, lines: list[bytes]) -> None:
         fd = self._log_fd(name)
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.write(fd, b"".join(line + b"\n" for line in lines))
+        if self._merged is not None:
+            head = name.encode() + b" | "
+            with contextlib.suppress(OSError):
+                os.write(self._merged, b"".join(head + line + b"\n" for line in lines))
 
     def _log_fd(self, name: str) -> int | None:
         fd = self._logs.get(name)
@@ -109,7 +138,7 @@ class Printer:
         return fd
 
     def log_fds(self) -> list[int]:
-        return list(self._logs.values())
+        return list(self._logs.values()) + ([self._merged] if self._merged is not None else [])
 
     def close(self) -> None:
         for name in list(self._partial):
@@ -117,3 +146,29 @@ class Printer:
         for fd in self._logs.values():
             os.close(fd)
         self._logs.clear()
+        if self._merged is not None:
+            os.close(self._merged)
+            self._merged = None
+
+
+class JsonPrinter(Printer):
+    """`topo up --json`: one JSON object per line on stdout, for CI logs and programs.
+
+    Every object has ``ts`` (seconds since the epoch) and ``event``; replica
+    events carry ``replica`` and ``node``. Events: ``started`` (pid), ``ready``,
+    ``output`` (line), ``restarting`` (code, delay), ``exited`` (code),
+    ``failed`` (code, reason), ``run_ready``, ``run_ended`` (code). topo's own
+    sentences still go to stderr.
+    """
+
+    def record(self, event: str, replica: str | None = None, **fields: object) -> None:
+        doc: dict[str, object] = {"ts": round(time.time(), 6), "event": event}
+        if replica is not None:
+            doc["replica"] = replica
+            doc["node"] = replica.rsplit(".", 1)[0]
+        doc.update(fields)
+        self._out(json.dumps(doc).encode() + b"\n")
+
+    def _write(self, name: str, lines: list[bytes]) -> None:
+        for line in lines:
+            self.record("output", name, line=line.decode(errors="replace"))

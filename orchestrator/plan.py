@@ -40,7 +40,8 @@ class SocketPlan:
 class IpcPlan:
     name: str
     type: str  # msgqueue | shm | semaphore | socketpair | fifo
-    key: int | None = None  # SysV key, resolved (None for socketpair / fifo)
+    key: int | None = None  # an explicit SysV key; None: see key_from (or socketpair / fifo)
+    key_from: str = ""  # "auto" or "ftok:<absolute path>:<char>": resolved when created (ipcres)
     mode: int = 0o600
     size: int | None = None
     max_bytes: int | None = None

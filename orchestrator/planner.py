@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .errors import RunError
-from .model import Endpoint, NodeSpec, SocketSpec, Topology
-from .plan import Plan, ReplicaPlan, SocketPlan
+from .model import Endpoint, IpcSpec, NodeSpec, SocketSpec, Topology
+from .plan import IpcPlan, Plan, ReplicaPlan, SocketPlan
 
 PortAllocator = Callable[[str], int]
 
@@ -100,6 +100,8 @@ def plan_run(
         run_dir=rdir,
         file=str(file),
         replicas=tuple(replicas),
+        ipc={name: ipc_plan(name, spec, base, rdir, environ)
+             for name, spec in topology.ipc.items()},
         tiers=dependency_tiers(topology),
         pythonpath=_pythonpath(topology, base, environ),
     )
@@ -127,6 +129,31 @@ def dependency_tiers(topology: Topology) -> tuple[tuple[str, ...], ...]:
         depth(name)
     count = max(level.values(), default=-1) + 1
     return tuple(tuple(n for n in topology.nodes if level[n] == t) for t in range(count))
+
+
+def ipc_plan(
+    name: str, spec: IpcSpec, base: str, run_dir: str, environ: Mapping[str, str]
+) -> IpcPlan:
+    """One ``ipc:`` resource planned: explicit keys kept, ``auto`` and ``ftok:`` resolved at
+    creation (they depend on the machine), an ftok path made absolute, a fifo in the run folder.
+    """
+    key, key_from = (spec.key, "") if isinstance(spec.key, int) else (None, spec.key)
+    if key_from.startswith("ftok:"):
+        path, _, char = key_from[len("ftok:"):].rpartition(":")
+        key_from = f"ftok:{_folder(path, base, environ)}:{char}"
+    sysv = spec.type in ("msgqueue", "shm", "semaphore")
+    return IpcPlan(
+        name=name,
+        type=spec.type,
+        key=key if sysv else None,
+        key_from=key_from if sysv else "",
+        mode=spec.mode,
+        size=spec.size,
+        max_bytes=spec.max_bytes,
+        value=spec.value,
+        path=posixpath.join(run_dir, "fifo", name) if spec.type == "fifo" else None,
+        between=tuple(spec.between or ()),
+    )
 
 
 def socket_env_name(socket_name: str) -> str:

@@ -45,11 +45,11 @@ class Replica:
     probe_delay: float | None = None
     probe_proc: Proc | None = None
     not_ready: bool = False
+    manual_restart: bool = False  # `topo restart` asked: start again once it has exited
 
     @property
     def name(self) -> str:
         return self.plan.name
-
 
 
 def never_ready(r: Replica) -> bool:

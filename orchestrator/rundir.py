@@ -9,13 +9,10 @@ Layout (SPEC §3)::
         <relative ipc endpoints>
 
 The state file is the supervisor's to fill. This module reads only a few keys
-of it: ``run_id``; ``supervisor_pid`` and ``supervisor_start`` (psutil
-``create_time``), or ``supervisor: {pid, create_time}``; and, to clean up after
-a dead run, the pids it recorded: ``pids`` (a list of pids or ``[pid,
-create_time]`` pairs) and ``replicas`` (a mapping or list of records with
-``pid`` and optionally ``start``), plus ``plan`` (``Plan.to_dict()``) or
-``endpoints`` (replica -> socket -> ``{bind: [...]}``) for ipc files bound
-outside the folder.
+of it: ``run_id``; ``supervisor: {pid, start}`` (start time in clock ticks, see
+``procinfo``); and, to clean up after a dead run, ``replicas`` (name -> record
+with ``pid`` and ``start``) plus ``endpoints`` (replica -> socket -> ``{bind:
+[...]}``) for ipc files bound outside the folder.
 """
 
 from __future__ import annotations
@@ -28,15 +25,15 @@ import signal
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from .errors import RunAlive, RunError
-from .plan import Plan
+from .procinfo import is_alive, proc_start
+
+if TYPE_CHECKING:  # imported lazily: `topo down` and `topo ps` start faster without them
+    from .plan import Plan
 
 STATE_FILE = "state.json"
-_START_TOLERANCE = 0.05  # seconds; create_time is derived from clock ticks and boot time
 
 
 def create_run_dir(run_dir: Path) -> None:
@@ -67,39 +64,48 @@ def create_run_dir(run_dir: Path) -> None:
     os.chmod(run_dir, 0o700)  # exactly 0700, whatever the umask took away or not
     for sub in ("logs", "spec"):
         os.mkdir(run_dir / sub, 0o700)
-    me = psutil.Process()
-    write_state(run_dir, {"run_id": run_id, "supervisor_pid": me.pid,
-                          "supervisor_start": me.create_time(), "status": "starting"})
+    write_state(run_dir, {"run_id": run_id, "supervisor": me(), "status": "starting"})
 
 
-def clean_leftovers(run_dir: Path, state: dict[str, Any] | None) -> None:
-    """Kill what a dead run left running and remove its folder and ipc files."""
+def me() -> dict[str, int | None]:
+    """This process as a state file records a supervisor."""
+    return {"pid": os.getpid(), "start": proc_start(os.getpid())}
+
+
+def clean_leftovers(run_dir: Path, state: dict[str, Any] | None) -> list[str]:
+    """Kill what a dead run left running, remove its SysV resources, folder and ipc files.
+
+    Returns what was said about its recorded IPC resources (``ipckeys.remove_records``).
+    """
+    from .ipcrecords import remove_records
+
     run_id = str(state.get("run_id", run_dir.name)) if state else run_dir.name
+    said: list[str] = []
     if state:
         for pid, start in recorded_pids(state):
             kill_leftover(pid, start, run_id)
+        said = remove_records(state.get("ipc") if isinstance(state.get("ipc"), list) else [])
     remove_run_dir(run_dir, ipc_paths=_plan_ipc_paths(state))
+    return said
 
 
-def kill_leftover(pid: int, start: float | None, run_id: str) -> bool:
+def kill_leftover(pid: int, start: int | None, run_id: str) -> bool:
     """SIGKILL the process group of ``pid`` if that process is still one of run ``run_id``'s.
 
-    "Still ours" means the process carries ``TOPO_RUN=<run_id>`` in its
-    environment, or was created at the recorded ``start`` time: a pid that was
-    reused by an unrelated process is left alone.
+    "Still ours" means the process was started at the recorded ``start`` time, or
+    carries ``TOPO_RUN=<run_id>`` in its environment: a pid that was reused by an
+    unrelated process is left alone.
     """
     if pid in (os.getpid(), os.getppid()) or pid <= 1:
         return False
+    ours = is_alive(pid, start)
+    if not ours:
+        ours = _environ_of(pid).get(b"TOPO_RUN") == run_id.encode()
+    if not ours:
+        return False
     try:
-        proc = psutil.Process(pid)
-        ours = _same_start(proc, start)
-        if not ours:
-            with contextlib.suppress(psutil.AccessDenied):
-                ours = proc.environ().get("TOPO_RUN") == run_id
-        if not ours:
-            return False
         pgid = os.getpgid(pid)
-    except (psutil.NoSuchProcess, ProcessLookupError):
+    except ProcessLookupError:
         return False
     with contextlib.suppress(ProcessLookupError):
         if pgid == pid and pgid != os.getpgrp():
@@ -109,19 +115,12 @@ def kill_leftover(pid: int, start: float | None, run_id: str) -> bool:
     return True
 
 
-def recorded_pids(state: dict[str, Any]) -> Iterator[tuple[int, float | None]]:
-    """(pid, create_time or None) of every node process a state file records."""
-    for item in state.get("pids", ()) or ():
-        if isinstance(item, int):
-            yield item, None
-        elif isinstance(item, list | tuple) and item and isinstance(item[0], int):
-            yield item[0], _float(item[1]) if len(item) > 1 else None
-    records = state.get("replicas") or ()
-    if isinstance(records, dict):
-        records = records.values()
-    for rec in records:
-        if isinstance(rec, dict) and isinstance(rec.get("pid"), int) and rec["pid"] > 0:
-            yield rec["pid"], _float(rec.get("start", rec.get("create_time")))
+def recorded_pids(state: dict[str, Any]) -> Iterator[tuple[int, int | None]]:
+    """(pid, start) of every node process a state file records."""
+    records = state.get("replicas") or {}
+    for rec in records.values() if isinstance(records, dict) else ():
+        if isinstance(rec, dict) and _int(rec.get("pid")):
+            yield rec["pid"], _int(rec.get("start"))
 
 
 def write_specs(plan: Plan) -> None:
@@ -161,24 +160,15 @@ def read_state(run_dir: Path) -> dict[str, Any] | None:
 
 def supervisor_alive(state: dict[str, Any]) -> bool:
     """Whether the supervisor a state names still runs (same pid AND same start time)."""
-    pid, start = supervisor_of(state)
-    if pid is None or start is None:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        return _same_start(proc, start) and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    return is_alive(*supervisor_of(state))
 
 
-def supervisor_of(state: dict[str, Any]) -> tuple[int | None, float | None]:
-    """(pid, create_time) of the supervisor a state names, in either of its two shapes."""
-    pid, start = state.get("supervisor_pid"), state.get("supervisor_start")
-    nested = state.get("supervisor")
-    if pid is None and isinstance(nested, dict):  # {"supervisor": {"pid": .., "create_time": ..}}
-        pid, start = nested.get("pid"), nested.get("create_time")
-    valid = isinstance(pid, int) and not isinstance(pid, bool) and pid > 0
-    return (pid if valid else None), _float(start)
+def supervisor_of(state: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(pid, start) of the supervisor a state file names."""
+    rec = state.get("supervisor")
+    if not isinstance(rec, dict):
+        return None, None
+    return _int(rec.get("pid")), _int(rec.get("start"))
 
 
 def remove_run_dir(run_dir: Path, *, ipc_paths: Iterable[str] = ()) -> None:
@@ -205,19 +195,12 @@ def remove_run_dir(run_dir: Path, *, ipc_paths: Iterable[str] = ()) -> None:
 
 
 def _plan_ipc_paths(state: dict[str, Any] | None) -> list[str]:
-    """Absolute ipc paths a dead run bound: from ``plan`` or ``endpoints`` (replica -> socket)."""
-    state = state or {}
+    """Absolute ipc paths a dead run bound, from ``endpoints`` (replica -> socket -> binds)."""
+    endpoints = (state or {}).get("endpoints")
     binds: list[Any] = []
-    plan = state.get("plan")
-    if isinstance(plan, dict):
-        for replica in plan.get("replicas") or ():
-            for sock in (replica or {}).get("sockets") or ():
-                binds.extend((sock or {}).get("bind") or ())
-    endpoints = state.get("endpoints")
-    if isinstance(endpoints, dict):
-        for sockets in endpoints.values():
-            for sock in (sockets or {}).values() if isinstance(sockets, dict) else ():
-                binds.extend((sock or {}).get("bind") or ())
+    for sockets in endpoints.values() if isinstance(endpoints, dict) else ():
+        for sock in sockets.values() if isinstance(sockets, dict) else ():
+            binds.extend((sock or {}).get("bind") or () if isinstance(sock, dict) else ())
     return [ep[len("ipc://"):] for ep in binds if isinstance(ep, str) and ep.startswith("ipc:///")]
 
 
@@ -230,9 +213,15 @@ def _make_parents(folder: Path) -> None:
             raise RunError(f"cannot create the state folder {folder}: {exc.strerror}") from None
 
 
-def _same_start(proc: psutil.Process, start: float | None) -> bool:
-    return start is not None and abs(proc.create_time() - start) < _START_TOLERANCE
+def _environ_of(pid: int) -> dict[bytes, bytes]:
+    """The environment ``pid`` started with ({} when it is gone or not ours to read)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            entries = f.read().split(b"\0")
+    except OSError:
+        return {}
+    return dict(e.split(b"=", 1) for e in entries if b"=" in e)
 
 
-def _float(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None

@@ -19,18 +19,20 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import psutil
-
 from . import paths
-from .errors import UsageError
+from .control import ControlServer
+from .errors import NotReady, UsageError
 from .eventloop import EventLoop
-from .output import Printer, use_color
+from .output import JsonPrinter, Printer, use_color
 from .spawn import Spawner, set_subreaper
+from .startup import StartupWatch
 from .supervisor import Options, Replica, Supervisor
 
+OUTPUT_LOG = "output.log"  # every replica's lines and topo's events, as `name | line`
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -42,6 +44,7 @@ def up_from_cli(args: argparse.Namespace) -> int:
         exit_code_from=args.exit_code_from,
         abort_on_failure=args.abort_on_failure,
         no_color=args.no_color,
+        json_events=args.json,
         reap_orphans=True,  # the `topo` process is ours alone: every child is a node's
     )
 
@@ -60,8 +63,21 @@ def up(
     reap_orphans: bool = False,
     ready_hook: Callable[[Replica], None] | None = None,
     on_start: Callable[[Supervisor], None] | None = None,
+    on_run_dir: Callable[[Path], None] | None = None,
+    on_up: Callable[[str], None] | None = None,
+    wait_timeout: float | None = None,
+    owner_pid: int | None = None,
+    json_events: bool = False,
 ) -> int:
-    """Run a topology in the foreground until it ends; return its exit code."""
+    """Run a topology until it ends; return its exit code.
+
+    ``on_up(run_id)`` is called once every node is ready (see ``startup.py``);
+    when given, a run that cannot get there is stopped and ``NotReady`` raised
+    with the reason. ``on_run_dir(path)`` is called once the run folder exists.
+    ``owner_pid``: the run stops when that process exits (the Python API's runs
+    end with the test process that started them, however it ends).
+    ``json_events``: stdout carries one JSON event per line (``output.JsonPrinter``).
+    """
     from .validate import load_or_raise
 
     env = os.environ if environ is None else environ
@@ -86,17 +102,26 @@ def up(
     run_dir = paths.run_dir(run_id, env)
     create_run_dir(run_dir)
     plan = None
+    ipc = None
     try:
+        if on_run_dir is not None:
+            on_run_dir(run_dir)
         plan = plan_run(topology, Path(file).resolve(), run_id, run_dir, environ=env)
         write_specs(plan)
+        from .ipcres import create_for_run
+
+        ipc = create_for_run(plan)  # before any node starts; IpcError removes what it made
         return _supervise(
             plan, topology, env,
             Options(timeout, exit_code_from, abort_on_failure),
             color=use_color(out if out is not None else sys.stdout, no_color, env),
             out=out, err=err, reap_orphans=reap_orphans,
-            ready_hook=ready_hook, on_start=on_start,
+            hooks=Hooks(ready_hook, on_start, on_up, wait_timeout, owner_pid, json_events),
+            ipc=ipc,
         )
     finally:
+        if ipc is not None:
+            ipc.remove()  # every node is gone by now: _supervise killed the stragglers
         # Absolute ipc endpoints live outside the run folder; relative ones go with it.
         binds = [ep[len("ipc://"):] for r in (plan.replicas if plan else ())
                  for sock in r.sockets for ep in sock.bind if ep.startswith("ipc://")]
@@ -113,8 +138,8 @@ def _supervise(
     out: BinaryIO | None,
     err: BinaryIO | None,
     reap_orphans: bool,
-    ready_hook: Callable[[Replica], None] | None,
-    on_start: Callable[[Supervisor], None] | None,
+    hooks: Hooks,
+    ipc: Any = None,
 ) -> int:
     targets: dict[str, Callable[..., Any]] = {}
     if any(r.kind != "command" for r in plan.replicas):
@@ -130,24 +155,55 @@ def _supervise(
     spawner = Spawner(nofile=nofile, marker=f"TOPO_RUN_DIR={run_dir_env}")
     with contextlib.suppress(OSError):
         set_subreaper()
-    printer = Printer(
-        [r.name for r in plan.replicas], out=out, err=err, color=color,
+    printer = (JsonPrinter if hooks.json_events else Printer)(
+        [r.name for r in plan.replicas], out=out, err=err, color=color and not hooks.json_events,
         log_paths={r.name: r.log_path for r in plan.replicas},
+        merged_path=os.path.join(plan.run_dir, OUTPUT_LOG),
     )
     state = _StateFile(plan, spawner)
+    state.base["ipc"] = ipc.records() if ipc is not None else []  # what `topo down` removes
     sup = Supervisor(
         plan, topology, spawner=spawner, printer=printer, options=options,
-        targets=targets, environ=environ, on_change=state.mark,
+        targets=targets, environ=environ, on_change=state.mark, ipc=ipc,
     )
-    sup.ready_hook = ready_hook
-    loop = EventLoop(sup, spawner, reap_orphans=reap_orphans, before_wait=state.flush)
-    if on_start is not None:
-        on_start(sup)
+    sup.ready_hook = hooks.ready_hook
+    # How long stopping may take at most: `topo down` waits that long before it kills.
+    state.base["stop_budget"] = sum(
+        max((r.stop_timeout for n in tier for r in sup.nodes.get(n, [])), default=0.0)
+        for tier in sup.tiers)
+
+    def run_ready() -> None:
+        printer.record("run_ready", run_id=plan.run_id)
+        if hooks.on_up is not None:
+            hooks.on_up(plan.run_id)
+
+    detached = hooks.on_up is not None
+    watch = StartupWatch(sup, wait_timeout=hooks.wait_timeout if detached else None,
+                         on_ready=run_ready, stop_on_failure=detached)
+
+    def before_wait() -> None:
+        state.flush()
+        watch.check()
+
+    loop = EventLoop(sup, spawner, reap_orphans=reap_orphans, before_wait=before_wait)
+    server = _control_server(plan.run_dir, sup, state, loop)
+    owner = _watch_owner(hooks.owner_pid, sup, loop)
+    if hooks.on_start is not None:
+        hooks.on_start(sup)
+    code = 1
     try:
         state.sup = sup
         state.flush(force=True)
-        return loop.run()
+        code = loop.run()
+        if detached and watch.failure is not None:
+            raise NotReady(watch.failure)
+        return code
     finally:
+        printer.record("run_ended", run_id=plan.run_id, code=code)
+        if owner is not None:
+            loop.remove_reader(owner)
+            os.close(owner)
+        server.close()
         # Stragglers: what a stop_timeout could not end, and any orphan we adopted.
         spawner.kill_everything(all_children=reap_orphans)
         loop.close()
@@ -156,6 +212,67 @@ def _supervise(
         gc.unfreeze()
         if nofile is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
+
+@dataclass
+class Hooks:
+    """What callers other than the CLI's foreground run add to a run (see ``up``)."""
+
+    ready_hook: Callable[[Replica], None] | None = None
+    on_start: Callable[[Supervisor], None] | None = None
+    on_up: Callable[[str], None] | None = None
+    wait_timeout: float | None = None
+    owner_pid: int | None = None
+    json_events: bool = False
+
+
+def _watch_owner(pid: int | None, sup: Supervisor, loop: EventLoop) -> int | None:
+    """Stop the run as soon as process ``pid`` exits (its pidfd turns readable)."""
+    if pid is None:
+        return None
+    why = f"the process that started the run (pid {pid}) exited; stopping"
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        sup.call_at(sup.clock(), lambda: sup.stop(why))
+        return None
+
+    def gone(_: int) -> None:
+        loop.remove_reader(fd)
+        sup.stop(why)
+
+    loop.add_reader(fd, gone)
+    return fd
+
+
+def _control_server(run_dir: str, sup: Supervisor, state: _StateFile,
+                    loop: EventLoop) -> ControlServer:
+    """The run's control socket, answered from inside the event loop (see ``control.py``)."""
+
+    def handle(request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request.get("cmd")
+        if cmd == "ps":
+            return {"ok": True, **state.base, **sup.state()}
+        if cmd == "restart":
+            targets = request.get("targets")
+            if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+                return {"ok": False, "error": "restart needs a list of node names"}
+            try:
+                return {"ok": True, "restarting": sup.restart(targets)}
+            except KeyError as exc:
+                return {"ok": False, "error": (
+                    f"run {sup.plan.run_id} has no node or replica named {exc.args[0]} "
+                    f"(its nodes: {', '.join(sup.nodes)})")}
+        if cmd == "down":
+            sup.stop("stopping (topo down)", code=0)
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown request {cmd!r}"}
+
+    server = ControlServer(run_dir, handle)
+    server.on_client = lambda fd: loop.add_reader(fd, server.on_readable)
+    server.on_gone = loop.remove_reader
+    loop.add_reader(server.fileno(), server.on_readable)
+    return server
 
 
 def _raise_nofile() -> tuple[int, int] | None:
@@ -176,16 +293,18 @@ class _StateFile:
         self.spawner = spawner
         self.sup: Supervisor | None = None
         self.dirty = True
-        me = psutil.Process()
+        from .rundir import me
+
         self.base = {
             "run_id": plan.run_id,
             "file": plan.file,
             "run_dir": plan.run_dir,
-            "supervisor": {"pid": me.pid, "create_time": me.create_time()},
+            "supervisor": me(),
             "guardian": spawner.guardian_pid,
             "started": time.time(),
             "endpoints": {
-                r.name: {s.name: {"bind": list(s.bind), "connect": list(s.connect)}
+                r.name: {s.name: {"type": s.type, "bind": list(s.bind),
+                                  "connect": list(s.connect)}
                          for s in r.sockets}
                 for r in plan.replicas
             },
@@ -197,6 +316,8 @@ class _StateFile:
     def flush(self, force: bool = False) -> None:
         if not (self.dirty or force) or self.sup is None:
             return
+        if self.sup.stopping and not force:
+            return  # every node is on its way out: `topo down` waits for us, not for this file
         from .rundir import write_state
 
         write_state(Path(self.plan.run_dir), {**self.base, **self.sup.state()})

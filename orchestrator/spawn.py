@@ -42,6 +42,7 @@ class Proc:
     pidfd: int
     out_fd: int | None = None  # read end of the child's stdout+stderr
     ready_fd: int | None = None  # read end of the readiness pipe (run nodes)
+    start: int | None = None  # start time in clock ticks (procinfo), filled when first needed
 
     @property
     def pgid(self) -> int:
@@ -133,8 +134,12 @@ class Spawner:
         commands: Sequence[tuple[Sequence[str], Mapping[str, str], str]],
         *,
         capture: bool = True,
+        pass_fds: Sequence[Sequence[int]] | None = None,
     ) -> list[Proc | OSError]:
-        """Fork and exec each (argv, env, cwd) at once; one that cannot run exits 127 saying why."""
+        """Fork and exec each (argv, env, cwd) at once; one that cannot run exits 127 saying why.
+
+        ``pass_fds[i]`` are fds the i-th program inherits (socket pair ends).
+        """
         prepared = [
             (self._resolve(argv[0], cwd, env.get("PATH", os.defpath)), [a.encode() for a in argv],
              {k.encode(): v.encode() for k, v in env.items()}, cwd)
@@ -142,7 +147,7 @@ class Spawner:
         ]
         self._flush()
         born: list[tuple[int, int | None, None] | OSError] = []
-        for program, argvb, envb, cwd in prepared:
+        for i, (program, argvb, envb, cwd) in enumerate(prepared):
             try:
                 out_r, out_w = os.pipe() if capture else (-1, -1)
             except OSError as exc:
@@ -159,7 +164,8 @@ class Spawner:
             if pid == 0:
                 exec_program(program, argvb, envb, cwd, out_r, out_w if capture else None,
                              parent_pid=self.parent_pid, devnull=self._devnull,
-                             shared_fds=self.shared_fds, nofile=self._nofile)
+                             shared_fds=self.shared_fds, nofile=self._nofile,
+                             pass_fds=tuple(pass_fds[i]) if pass_fds else ())
             if capture:
                 os.close(out_w)
             born.append((pid, out_r if capture else None, None))

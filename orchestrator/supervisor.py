@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from .output import Printer
 from .plan import Plan, ReplicaPlan
 from .policy import Decision, Outcome, decide
+from .procinfo import proc_start
 from .readiness import Probe, make_probe, next_retry
 from .replica import Options, Replica, never_ready, policy_of
 from .shutdown import Shutdown
@@ -36,7 +37,7 @@ class SpawnerLike(Protocol):
     def fork_functions(self, starts: list[Callable[[int], int]]) -> list[Proc | OSError]: ...
     def exec_commands(
         self, commands: Sequence[tuple[Sequence[str], Mapping[str, str], str]], *,
-        capture: bool = True,
+        capture: bool = True, pass_fds: Sequence[Sequence[int]] | None = None,
     ) -> list[Proc | OSError]: ...
     def exec_command(
         self, argv: tuple[str, ...] | list[str], env: Mapping[str, str], cwd: str, *,
@@ -69,6 +70,7 @@ class Supervisor(Shutdown):
         run_child: Callable[..., int] | None = None,
         environ: Mapping[str, str] | None = None,
         on_change: Callable[[Supervisor], None] | None = None,
+        ipc: Any = None,
     ) -> None:
         self.plan = plan
         self.spawner = spawner
@@ -77,6 +79,7 @@ class Supervisor(Shutdown):
         self.options = options or Options()
         self.targets = dict(targets or {})
         self._run_child = run_child
+        self.ipc = ipc  # ipcres.Resources of the run, or None
         self.environ = dict(os.environ if environ is None else environ)
         self.on_change = on_change  # the state file writer; called when pids change
         self.watcher: Watcher = _NoWatcher()
@@ -108,6 +111,7 @@ class Supervisor(Shutdown):
         self.started_nodes: set[str] = set()
         self._timers: list[tuple[float, int, str, str, int]] = []
         self._seq = 0
+        self._calls: dict[int, Callable[[], None]] = {}
         self.stopping = False
         self.done = False
         self.code: int | None = None
@@ -166,6 +170,15 @@ class Supervisor(Shutdown):
         if r.not_ready and code == 0:
             code = 1
         self._changed()
+        if r.manual_restart and not self.stopping:
+            # `topo restart`: a new replica now, whatever the policy; not a crash.
+            r.manual_restart = False
+            r.exit_code = code
+            r.restarts += 1
+            r.status = "restarting"
+            self.printer.record("restarting", r.name, code=code, delay=0, reason="topo restart")
+            self._spawn(r)
+            return
         self._after_exit(r, code)
 
     def next_deadline(self) -> float | None:
@@ -177,8 +190,53 @@ class Supervisor(Shutdown):
         now = self.clock()
         while self._timers and self._timers[0][0] <= now:
             timer = heapq.heappop(self._timers)
-            if self._live_timer(timer):
+            if timer[2] == "call":
+                fn = self._calls.pop(timer[4], None)
+                if fn is not None and not self.stopping:
+                    fn()
+            elif self._live_timer(timer):
                 getattr(self, f"_timer_{timer[2]}")(self.replicas.get(timer[3]))
+
+    # -- requests from outside (the control channel) ----------------------------
+    def restart(self, names: Sequence[str]) -> list[str]:
+        """Restart replicas: ``node`` means all of its replicas, ``node.N`` one.
+
+        A live replica gets its stop signal (SIGKILL after its stop_timeout)
+        and is started again as soon as it has exited; one that has ended is
+        started at once. Raises ``KeyError`` naming what is unknown.
+        """
+        chosen: list[Replica] = []
+        for name in names:
+            reps = self.nodes.get(name) or ([self.replicas[name]] if name in self.replicas else [])
+            if not reps:
+                raise KeyError(name)
+            chosen.extend(r for r in reps if r not in chosen)
+        if self.stopping:
+            return []
+        now = self.clock()
+        for r in chosen:
+            if r.proc is not None:
+                if not r.manual_restart:
+                    r.manual_restart = True
+                    self.spawner.signal_group(r.proc.pid, r.stop_signal)
+                    self._at(now + r.stop_timeout, "kill", r.name, r.gen)
+            elif r.status in ("exited", "failed", "restarting"):
+                r.history = type(r.history)()  # a fresh start: the crash loop is forgotten
+                r.restarts += 1
+                self._spawn(r)
+        return [r.name for r in chosen]
+
+    def stop(self, why: str, code: int = 0) -> None:
+        """End the run as `topo down` does: every tier stopped, then the run is over."""
+        self._begin_shutdown(code, why)
+
+    def call_at(self, when: float, fn: Callable[[], None]) -> None:
+        """Call ``fn`` at monotonic time ``when`` (unless the run is stopping by then)."""
+        self._calls[self._seq + 1] = fn
+        self._at(when, "call", "", self._seq + 1)
+
+    def _timer_call(self, _: Replica | None) -> None:
+        pass  # dispatched in fire_timers, which knows the timer's number
 
     # -- starting ------------------------------------------------------------
     def _start_eligible(self) -> None:
@@ -194,6 +252,7 @@ class Supervisor(Shutdown):
                 for r in reps:
                     r.status = "failed"
                     self.printer.event(f"{r.name} not started: a node it depends on failed")
+                    self.printer.record("failed", r.name, reason="a node it depends on failed")
                 continue
             if all(all(x.ever_ready for x in self.nodes.get(d, [])) for d in deps):
                 self.started_nodes.add(node)
@@ -211,7 +270,12 @@ class Supervisor(Shutdown):
             born += zip(forks, self.spawner.fork_functions(starts), strict=True)
         if execs:
             cmds = [(r.plan.argv or (), self._command_env(r.plan), r.plan.cwd) for r in execs]
-            born += zip(execs, self.spawner.exec_commands(cmds), strict=True)
+            fds = [self.ipc.fds_for(r.plan) for r in execs] if self.ipc is not None else []
+            # pass_fds only when a socket pair end must reach a program: test spawners need not
+            # know about it.
+            procs = (self.spawner.exec_commands(cmds, pass_fds=fds) if any(fds)
+                     else self.spawner.exec_commands(cmds))
+            born += zip(execs, procs, strict=True)
         now = self.clock()
         for r, proc in born:
             r.gen += 1
@@ -226,6 +290,7 @@ class Supervisor(Shutdown):
             r.proc = proc
             self.by_pid[proc.pid] = r
             self.watcher.watch(proc, r.name)
+            self.printer.record("started", r.name, pid=proc.pid)
         self._changed()
         for r, proc in born:
             if not isinstance(proc, OSError) and r.proc is proc:
@@ -247,11 +312,15 @@ class Supervisor(Shutdown):
             from .node import run_child
 
             self._run_child = run_child
-        child, plan = self._run_child, self.plan
+        child, plan, ipc = self._run_child, self.plan, self.ipc
+        if ipc is not None:  # node.ipc, and only this node's socket pair ends kept (in the child)
+            return lambda ready_fd: child(plan, rp, target, ready_fd, ipc=ipc.enter_child(rp))
         return lambda ready_fd: child(plan, rp, target, ready_fd)
 
     def _command_env(self, rp: ReplicaPlan) -> dict[str, str]:
         env = {**self.environ, "PYTHONUNBUFFERED": "1", **rp.env}
+        if self.ipc is not None:
+            env.update(self.ipc.env_for(rp))
         if rp.spec_path:
             env.setdefault("TOPO_SPEC", rp.spec_path)
         return env
@@ -260,6 +329,7 @@ class Supervisor(Shutdown):
     def _mark_ready(self, r: Replica) -> None:
         r.ready = r.ever_ready = True
         r.status = "ready"
+        self.printer.record("ready", r.name)
         r.gen += 1  # cancels probe and ready timeout
         self._stop_probe(r)
         self._changed()
@@ -316,6 +386,7 @@ class Supervisor(Shutdown):
         self._stop_probe(r)
         if self.stopping:
             r.status = "exited"
+            self.printer.record("exited", r.name, code=code)
             self._advance_shutdown()
             return
         d: Decision = decide(r.policy, r.history, code=code, started_at=r.started_at,
@@ -326,6 +397,7 @@ class Supervisor(Shutdown):
             r.status = "restarting"
             when = "now" if d.delay == 0 else f"in {d.delay:.2g}s"
             self.printer.event(f"{r.name} exited with code {code}; restarting {when}")
+            self.printer.record("restarting", r.name, code=code, delay=d.delay)
             if d.delay == 0:
                 self._spawn(r)
             else:
@@ -334,9 +406,11 @@ class Supervisor(Shutdown):
         if d.outcome is Outcome.FINISHED:
             r.status = "exited"
             self.printer.event(f"{r.name} exited with code {code}")
+            self.printer.record("exited", r.name, code=code)
         else:
             r.status = "failed"
             self.printer.event(f"{r.name} exited with code {code}; failed ({d.reason})")
+            self.printer.record("failed", r.name, code=code, reason=d.reason)
             if self.options.abort_on_failure:
                 self._begin_shutdown(1, f"{r.name} failed; stopping (--abort-on-failure)")
                 return
@@ -355,6 +429,8 @@ class Supervisor(Shutdown):
         _, _, kind, name, gen = timer
         if kind == "timeout":
             return not self.stopping
+        if kind == "call":
+            return gen in self._calls and not self.stopping
         r = self.replicas[name]
         return gen == r.gen and (kind == "kill" or not self.stopping)
 
@@ -363,11 +439,24 @@ class Supervisor(Shutdown):
             self.on_change(self)
 
     def state(self) -> dict[str, Any]:
+        """Every replica as `topo ps` and the state file show it (times are wall-clock)."""
+        wall = time.time() - self.clock()
         return {
+            "stopping": self.stopping,
             "replicas": {
-                r.name: {"pid": r.proc.pid if r.proc else None, "status": r.status,
-                         "restarts": r.restarts, "exit_code": r.exit_code,
+                r.name: {"node": r.plan.node, "pid": r.proc.pid if r.proc else None,
+                         "start": _start_of(r.proc),
+                         "status": r.status, "restarts": r.restarts, "exit_code": r.exit_code,
+                         "started": wall + r.started_at if r.started_at else None,
                          "kind": r.plan.kind, "log": r.plan.log_path}
                 for r in self.replicas.values()
             },
         }
+
+
+def _start_of(proc: Proc | None) -> int | None:
+    if proc is None:
+        return None
+    if proc.start is None:  # read once per process, not on every flush of the state file
+        proc.start = proc_start(proc.pid)
+    return proc.start

@@ -17,6 +17,7 @@ import pytest
 
 from orchestrator.errors import RunAlive
 from orchestrator.plan import Plan, ReplicaPlan, SocketPlan
+from orchestrator.procinfo import proc_start
 from orchestrator.rundir import (
     STATE_FILE,
     create_run_dir,
@@ -35,12 +36,18 @@ def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "state" / "root" / "myrun"
 
 
-def dead_pid() -> tuple[int, float]:
-    """A pid that existed a moment ago and its create time: what a dead supervisor leaves."""
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    start = psutil.Process(proc.pid).create_time()
-    proc.wait(timeout=10)
+def dead_pid() -> tuple[int, int]:
+    """A pid that existed a moment ago and its start time: what a dead supervisor leaves."""
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                            stdin=subprocess.PIPE)
+    start = proc_start(proc.pid)
+    assert start is not None
+    proc.communicate(timeout=10)
     return proc.pid, start
+
+
+def sup(pid: int, start: int | None) -> dict[str, object]:
+    return {"supervisor": {"pid": pid, "start": start}}
 
 
 def unix_socket_file(path: Path) -> None:
@@ -106,7 +113,7 @@ def test_create_makes_a_private_folder_with_logs_and_spec(run_dir: Path) -> None
     assert stat.S_IMODE(os.lstat(run_dir.parent).st_mode) == 0o700
     assert (run_dir / "logs").is_dir() and (run_dir / "spec").is_dir()
     state = read_state(run_dir)
-    assert state is not None and state["supervisor_pid"] == os.getpid()
+    assert state is not None and state["supervisor"]["pid"] == os.getpid()
     assert supervisor_alive(state)
 
 
@@ -121,10 +128,8 @@ def test_a_live_run_is_refused(run_dir: Path) -> None:
 
 def test_a_live_run_in_the_supervisors_own_state_shape_is_refused(run_dir: Path) -> None:
     create_run_dir(run_dir)
-    me = psutil.Process()
-    write_state(run_dir, {"run_id": "myrun", "supervisor": {"pid": me.pid,
-                                                            "create_time": me.create_time()}})
-    with pytest.raises(RunAlive, match=f"pid {me.pid}"):
+    write_state(run_dir, {"run_id": "myrun", **sup(os.getpid(), proc_start(os.getpid()))})
+    with pytest.raises(RunAlive, match=f"pid {os.getpid()}"):
         create_run_dir(run_dir)
 
 
@@ -135,7 +140,7 @@ def test_a_dead_runs_folder_is_cleaned_and_made_again(run_dir: Path, tmp_path: P
     unix_socket_file(outside)
     unix_socket_file(run_dir / "backend")
     (run_dir / "logs" / "old.log").write_text("old")
-    write_state(run_dir, {"run_id": "myrun", "supervisor_pid": pid, "supervisor_start": start,
+    write_state(run_dir, {"run_id": "myrun", **sup(pid, start),
                           "endpoints": {"a.0": {"s": {"bind": [f"ipc://{outside}"]}}}})
     create_run_dir(run_dir)
     assert sorted(os.listdir(run_dir)) == ["logs", "spec", STATE_FILE]
@@ -158,7 +163,7 @@ def test_leftover_processes_of_the_run_are_killed_with_their_group(
     stranger, _ = start_python(procs, SLEEPER)
     create_run_dir(run_dir)
     pid, start = dead_pid()
-    write_state(run_dir, {"run_id": "myrun", "supervisor_pid": pid, "supervisor_start": start,
+    write_state(run_dir, {"run_id": "myrun", **sup(pid, start),
                           "replicas": {"a.0": {"pid": leader.pid}, "b.0": {"pid": stranger.pid},
                                        "c.0": {"pid": None}}})
     create_run_dir(run_dir)
@@ -170,7 +175,8 @@ def test_leftover_processes_of_the_run_are_killed_with_their_group(
 
 def test_kill_leftover_trusts_a_matching_start_time(procs: list[subprocess.Popen[bytes]]) -> None:
     p, _ = start_python(procs, SLEEPER)
-    start = psutil.Process(p.pid).create_time()
+    start = proc_start(p.pid)
+    assert start is not None
     assert not kill_leftover(p.pid, start + 5, "other")  # another process with that pid
     assert p.poll() is None
     assert kill_leftover(p.pid, start, "other")
@@ -188,11 +194,11 @@ def test_kill_leftover_never_kills_its_own_group(procs: list[subprocess.Popen[by
     assert p.wait(timeout=10) == -9
 
 
-def test_recorded_pids_reads_every_shape() -> None:
-    state = {"pids": [1, [2, 3.5], "x", []],
-             "replicas": [{"pid": 4, "start": 1.25}, {"pid": 0}, {"pid": "5"}, "junk"]}
-    assert list(recorded_pids(state)) == [(1, None), (2, 3.5), (4, 1.25)]
-    assert list(recorded_pids({"replicas": {"a": {"pid": 7, "create_time": 2}}})) == [(7, 2.0)]
+def test_recorded_pids_takes_only_well_formed_records() -> None:
+    state = {"replicas": {"a.0": {"pid": 4, "start": 125}, "b.0": {"pid": 0}, "c.0": {"pid": "5"},
+                          "d.0": "junk", "e.0": {"pid": 7}, "f.0": {"pid": True}}}
+    assert list(recorded_pids(state)) == [(4, 125), (7, None)]
+    assert list(recorded_pids({"replicas": [{"pid": 4}]})) == []
 
 
 # -- state ----------------------------------------------------------------------------------------
@@ -215,15 +221,16 @@ def test_read_state_of_nothing_or_garbage_is_none(tmp_path: Path) -> None:
 
 
 def test_supervisor_alive_is_pid_reuse_safe() -> None:
-    me = psutil.Process()
-    assert supervisor_alive({"supervisor_pid": me.pid, "supervisor_start": me.create_time()})
-    earlier = me.create_time() - 9  # the same pid, another process
-    assert not supervisor_alive({"supervisor_pid": me.pid, "supervisor_start": earlier})
-    pid, start = dead_pid()
-    assert not supervisor_alive({"supervisor_pid": pid, "supervisor_start": start})
+    start = proc_start(os.getpid())
+    assert start is not None
+    assert supervisor_alive(sup(os.getpid(), start))
+    assert not supervisor_alive(sup(os.getpid(), start - 9))  # the same pid, another process
+    pid, dead_start = dead_pid()
+    assert not supervisor_alive(sup(pid, dead_start))
     assert not supervisor_alive({})
-    assert not supervisor_alive({"supervisor_pid": "1", "supervisor_start": None})
-    assert not supervisor_alive({"supervisor_pid": True, "supervisor_start": 1})
+    assert not supervisor_alive({"supervisor": {"pid": "1", "start": None}})
+    assert not supervisor_alive({"supervisor": {"pid": True, "start": 1}})
+    assert not supervisor_alive({"supervisor": [os.getpid(), start]})
 
 
 # -- specs ----------------------------------------------------------------------------------------

@@ -1,0 +1,271 @@
+"""The Python API: a topology up for the length of a ``with`` block, for tests and scripts.
+
+::
+
+    import orchestrator
+
+    with orchestrator.up("topologies/rrbroker.yaml", timeout=10) as run:
+        sock = run.connect("broker.frontend")          # a REQ socket, connected
+        sock.send(b"hello"); print(sock.recv())
+        run.wait_for_log("worker.0", r"hello", timeout=5)
+
+Entering starts the run detached (``topo up -d`` in a subprocess, so the
+supervisor never forks from the caller's process, which may have threads) and
+returns once every node is ready; leaving stops it and removes all it made,
+also when the block raises. The supervisor watches the calling process too: if
+the caller dies (SIGKILL, Ctrl-C that skips clean-up), the run stops by itself.
+``run_id=None`` picks a unique id, so runs of one file side by side (pytest-xdist)
+never meet: ports, ipc paths and SysV keys all derive from the run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from .errors import NotReady, RunError, UsageError
+from .zmqrules import PEERS
+
+# A fitting peer for each socket type when the caller does not name one: what a client
+# or a test probe of that socket would be.
+PEER_OF = {
+    "REP": "REQ", "ROUTER": "REQ", "REQ": "REP", "DEALER": "REP", "PUB": "SUB", "XPUB": "SUB",
+    "SUB": "PUB", "XSUB": "PUB", "PUSH": "PULL", "PULL": "PUSH", "PAIR": "PAIR",
+}
+
+
+def up(
+    file: str | os.PathLike[str],
+    run_id: str | None = None,
+    timeout: float = 10.0,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> Run:
+    """Start ``file`` and return its ``Run`` once every node is ready (use it in ``with``).
+
+    ``timeout``: seconds to wait for readiness; then the run is torn down and
+    ``NotReady`` raised, naming the node. ``env``: the environment of the run
+    (default ``os.environ``), e.g. to set ``${VARS}`` or ``TOPO_STATE_DIR``.
+    """
+    from .validate import load_or_raise
+
+    environ = dict(os.environ if env is None else env)
+    file = os.fspath(file)
+    topology = load_or_raise(file, environ).topology  # InvalidTopology, with its diagnostics
+    assert topology is not None
+    if run_id is None:
+        run_id = f"{topology.name[:40]}-{uuid.uuid4().hex[:8]}"
+    argv = [sys.executable, "-m", "orchestrator", "up", "-d", file, "-p", run_id,
+            "--wait-timeout", str(timeout), "--owner-pid", str(os.getpid())]
+    result = subprocess.run(argv, env=environ, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        message = result.stderr.strip().removeprefix("topo: ")
+        raise (UsageError if result.returncode == 2 else NotReady)(message)
+    return Run(run_id, environ)
+
+
+class Run:
+    """A running topology: its endpoints, sockets to reach them, its logs and its replicas."""
+
+    def __init__(self, run_id: str, environ: Mapping[str, str]) -> None:
+        from . import paths
+        from .rundir import read_state
+
+        self.run_id = run_id
+        self.environ = dict(environ)
+        self.folder = paths.run_dir(run_id, self.environ)
+        state = read_state(self.folder)
+        if state is None:
+            raise RunError(f"run {run_id} has no state file in {self.folder}")
+        self.file = str(state.get("file"))
+        self._endpoints: dict[str, dict[str, dict[str, Any]]] = state.get("endpoints") or {}
+        self._context: Any = None
+        self._sockets: list[Any] = []
+        self.closed = False
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.down()
+
+    def __repr__(self) -> str:
+        return f"<orchestrator.Run {self.run_id} ({self.file})>"
+
+    # -- endpoints and sockets --------------------------------------------------------------------
+    def endpoints(self, ref: str) -> list[str]:
+        """Every resolved endpoint of ``node.socket`` (or ``node.N.socket``): binds, else connects.
+
+        ``@tcp`` / ``@ipc`` after the name keeps only that transport.
+        """
+        sock = self._socket(ref)
+        ref, _, transport = ref.partition("@")
+        found = sock["bind"] or sock["connect"]
+        if transport:
+            found = [e for e in found if e.startswith(f"{transport}://")]
+        if not found:
+            raise UsageError(f"{ref} has no {transport or ''} endpoint".replace("  ", " "))
+        return list(found)
+
+    def endpoint(self, ref: str) -> str:
+        """The resolved endpoint of ``node.socket`` (its first bind, else its first connect)."""
+        return self.endpoints(ref)[0]
+
+    def socket_type(self, ref: str) -> str:
+        return str(self._socket(ref)["type"])
+
+    def connect(self, ref: str, type: str | None = None, *,  # noqa: A002 - pyzmq's word
+                subscribe: str | bytes = b"", timeout: float | None = 5.0) -> Any:
+        """A pyzmq socket of a type that fits ``ref``, connected to it; closed when the run ends.
+
+        The type defaults to the natural peer (REQ for REP or ROUTER, SUB for PUB,
+        PULL for PUSH, ...); a SUB subscribes to ``subscribe``. ``timeout`` sets
+        ``rcvtimeo`` / ``sndtimeo`` so a test waits at most that long.
+        """
+        import zmq
+
+        target = self.socket_type(ref)
+        kind = (type or PEER_OF.get(target, "")).upper()
+        if kind not in PEERS.get(target, frozenset()):
+            raise UsageError(f"a {kind or 'socket'} cannot talk to the {target} socket {ref}; "
+                             f"its peers are {', '.join(sorted(PEERS.get(target, ()))) or 'none'}")
+        if self._context is None:
+            self._context = zmq.Context()
+        sock = self._context.socket(getattr(zmq, kind))
+        sock.linger = 0
+        if timeout is not None:
+            sock.rcvtimeo = sock.sndtimeo = int(timeout * 1000)
+        if kind == "SUB":
+            sock.subscribe(subscribe)
+        for ep in self.endpoints(ref):
+            sock.connect(ep)
+        self._sockets.append(sock)
+        return sock
+
+    # -- replicas ---------------------------------------------------------------------------------
+    def ps(self) -> list[dict[str, Any]]:
+        """Every replica: name, node, pid, state, restarts, exit_code, uptime, CPU and RSS."""
+        from .psview import _view
+
+        return list(_view(self._found())["replicas"])
+
+    def exit_codes(self) -> dict[str, int | None]:
+        """Each replica's last exit code (None while it has not exited)."""
+        return {r["name"]: r["exit_code"] for r in self.ps()}
+
+    def pid(self, replica: str) -> int:
+        for r in self.ps():
+            if r["name"] == _replica_name(replica) and r["pid"]:
+                return int(r["pid"])
+        raise RunError(f"{replica} is not running in run {self.run_id}")
+
+    def wait_ready(self, replica: str, timeout: float = 10.0, *, restarts: int = 0) -> int:
+        """Wait until ``replica`` is ready after at least ``restarts`` restarts; return its pid."""
+        name = _replica_name(replica)
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            row = next((r for r in self.ps() if r["name"] == name), None)
+            if row is None:
+                raise UsageError(f"run {self.run_id} has no replica {name}")
+            if row["state"] == "ready" and row["restarts"] >= restarts and row["pid"]:
+                return int(row["pid"])
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} not ready (with {restarts} restarts) within "
+                                   f"{timeout:g}s: it is {row['state']}, "
+                                   f"{row['restarts']} restarts")
+            time.sleep(delay)  # polls the supervisor against the deadline above
+            delay = min(delay * 2, 0.05)
+
+    def kill(self, replica: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` (default SIGKILL) to a replica: a crash, as its restart policy sees it."""
+        os.kill(self.pid(replica), sig)
+
+    def restart(self, *names: str) -> None:
+        """Restart nodes or replicas; returns once each is ready again."""
+        from .runs import restart_run
+
+        restart_run(self._found(), list(names))
+
+    # -- logs -------------------------------------------------------------------------------------
+    def logs(self, replica: str | None = None) -> list[str]:
+        """Lines written so far by a replica (``node.N``), a node's replicas, or everyone."""
+        from .runner import OUTPUT_LOG
+
+        try:
+            data = (self.folder / OUTPUT_LOG).read_bytes()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in data.decode(errors="replace").splitlines():
+            name, sep, text = line.partition(" | ")
+            if sep and name != "topo" and (replica is None or replica in
+                                           (name, name.rsplit(".", 1)[0])):
+                out.append(text if replica is not None else line)
+        return out
+
+    def wait_for_log(self, replica: str, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        """Wait until a line of ``replica`` (``node.N`` or ``node``) matches ``pattern``."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            for line in self.logs(replica):
+                match = regex.search(line)
+                if match:
+                    return match
+            if time.monotonic() > deadline:
+                last = "\n  ".join(self.logs(replica)[-5:]) or "(nothing)"
+                raise TimeoutError(f"no line of {replica} matched {pattern!r} within "
+                                   f"{timeout:g}s; its last lines:\n  {last}")
+            time.sleep(delay)  # polls the log file against the deadline above
+            delay = min(delay * 2, 0.05)
+
+    # -- the end ----------------------------------------------------------------------------------
+    def down(self) -> None:
+        """Stop the run and remove everything it made (also called on leaving ``with``)."""
+        if self.closed:
+            return
+        self.closed = True
+        for sock in self._sockets:
+            sock.close(linger=0)
+        if self._context is not None:
+            self._context.term()
+        from .runs import down_run
+
+        down_run(self._found())
+
+    def _found(self) -> Any:
+        from .rundir import read_state
+        from .runs import Run as Found
+
+        return Found(self.run_id, self.folder, read_state(self.folder))
+
+    def _socket(self, ref: str) -> dict[str, Any]:
+        name = ref.partition("@")[0]
+        node, _, sock = name.rpartition(".")
+        replica = _replica_name(node)
+        try:
+            return self._endpoints[replica][sock]
+        except KeyError:
+            known = sorted(f"{r.removesuffix('.0')}.{s}" for r, socks in self._endpoints.items()
+                           for s in socks)
+            raise UsageError(f"run {self.run_id} has no socket {name} "
+                             f"(its sockets: {', '.join(known) or 'none'})") from None
+
+
+def _replica_name(name: str) -> str:
+    """``worker`` means replica ``worker.0``; ``worker.2`` is itself."""
+    return name if name.rpartition(".")[2].isdigit() else f"{name}.0"
+
+
+__all__ = ["Run", "up"]
