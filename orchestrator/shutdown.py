@@ -41,12 +41,13 @@ class Shutdown:
     _tier: int
     _tier_signalled: bool
 
-    # Supervisor's own, which these call.
-    def _at(self, when: float, kind: str, name: str, gen: int = -1) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # Supervisor's own, which these call (declared, not defined: a
+        # definition here would shadow the real one of a class later in the MRO)
+        def _at(self, when: float, kind: str, name: str, gen: int = -1) -> None:
+            raise NotImplementedError
 
-    def _stop_probe(self, r: Replica) -> None:
-        raise NotImplementedError
+        def _stop_probe(self, r: Replica) -> None:
+            raise NotImplementedError
 
     def _timer_timeout(self, _: Replica | None) -> None:
         self._begin_shutdown(124, f"timeout after {self.options.timeout:g}s; stopping")

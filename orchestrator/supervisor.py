@@ -18,11 +18,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from .commands import Commands
 from .output import Printer
 from .plan import Plan, ReplicaPlan
 from .policy import Decision, Outcome, decide
-from .procinfo import proc_start
-from .readiness import Probe, make_probe, next_retry
+from .readiness import Probe, make_probe
+from .readying import Readying
 from .replica import Options, Replica, never_ready, policy_of
 from .shutdown import Shutdown
 from .spawn import Proc
@@ -56,7 +57,7 @@ class _NoWatcher:
         pass
 
 
-class Supervisor(Shutdown):
+class Supervisor(Commands, Readying, Shutdown):
     def __init__(
         self,
         plan: Plan,
@@ -197,47 +198,6 @@ class Supervisor(Shutdown):
             elif self._live_timer(timer):
                 getattr(self, f"_timer_{timer[2]}")(self.replicas.get(timer[3]))
 
-    # -- requests from outside (the control channel) ----------------------------
-    def restart(self, names: Sequence[str]) -> list[str]:
-        """Restart replicas: ``node`` means all of its replicas, ``node.N`` one.
-
-        A live replica gets its stop signal (SIGKILL after its stop_timeout)
-        and is started again as soon as it has exited; one that has ended is
-        started at once. Raises ``KeyError`` naming what is unknown.
-        """
-        chosen: list[Replica] = []
-        for name in names:
-            reps = self.nodes.get(name) or ([self.replicas[name]] if name in self.replicas else [])
-            if not reps:
-                raise KeyError(name)
-            chosen.extend(r for r in reps if r not in chosen)
-        if self.stopping:
-            return []
-        now = self.clock()
-        for r in chosen:
-            if r.proc is not None:
-                if not r.manual_restart:
-                    r.manual_restart = True
-                    self.spawner.signal_group(r.proc.pid, r.stop_signal)
-                    self._at(now + r.stop_timeout, "kill", r.name, r.gen)
-            elif r.status in ("exited", "failed", "restarting"):
-                r.history = type(r.history)()  # a fresh start: the crash loop is forgotten
-                r.restarts += 1
-                self._spawn(r)
-        return [r.name for r in chosen]
-
-    def stop(self, why: str, code: int = 0) -> None:
-        """End the run as `topo down` does: every tier stopped, then the run is over."""
-        self._begin_shutdown(code, why)
-
-    def call_at(self, when: float, fn: Callable[[], None]) -> None:
-        """Call ``fn`` at monotonic time ``when`` (unless the run is stopping by then)."""
-        self._calls[self._seq + 1] = fn
-        self._at(when, "call", "", self._seq + 1)
-
-    def _timer_call(self, _: Replica | None) -> None:
-        pass  # dispatched in fire_timers, which knows the timer's number
-
     # -- starting ------------------------------------------------------------
     def _start_eligible(self) -> None:
         if self.stopping:
@@ -296,16 +256,6 @@ class Supervisor(Shutdown):
             if not isinstance(proc, OSError) and r.proc is proc:
                 self._arm_readiness(r)
 
-    def _arm_readiness(self, r: Replica) -> None:
-        if r.probe.immediate:
-            self._mark_ready(r)
-            return
-        if r.probe.timed:
-            r.probe_delay = next_retry(None)
-            self._at(r.started_at + r.probe_delay, "probe", r.name, r.gen)
-        if r.probe.timeout != INF:
-            self._at(r.started_at + r.probe.timeout, "ready_timeout", r.name, r.gen)
-
     def _child_main(self, rp: ReplicaPlan) -> Callable[[int], int]:
         target = self.targets[rp.run if rp.kind == "run" and rp.run else f"role:{rp.role}"]
         if self._run_child is None:
@@ -324,60 +274,6 @@ class Supervisor(Shutdown):
         if rp.spec_path:
             env.setdefault("TOPO_SPEC", rp.spec_path)
         return env
-
-    # -- readiness -------------------------------------------------------------
-    def _mark_ready(self, r: Replica) -> None:
-        r.ready = r.ever_ready = True
-        r.status = "ready"
-        self.printer.record("ready", r.name)
-        r.gen += 1  # cancels probe and ready timeout
-        self._stop_probe(r)
-        self._changed()
-        if self.ready_hook is not None:
-            self.ready_hook(r)
-        self._start_eligible()
-
-    def _timer_probe(self, r: Replica) -> None:
-        if r.probe.kind == "command":
-            if r.probe_proc is None:
-                try:
-                    r.probe_proc = self.spawner.exec_command(
-                        r.probe.argv, self._command_env(r.plan), r.plan.cwd, capture=False)
-                except OSError:
-                    self._retry_probe(r)
-                    return
-                self.probe_pids[r.probe_proc.pid] = r
-                self.watcher.watch(r.probe_proc, r.name)
-            return
-        if r.probe.check():
-            self._mark_ready(r)
-        else:
-            self._retry_probe(r)
-
-    def _retry_probe(self, r: Replica) -> None:
-        r.probe_delay = next_retry(r.probe_delay)
-        self._at(self.clock() + r.probe_delay, "probe", r.name, r.gen)
-
-    def _probe_exited(self, r: Replica, code: int) -> None:
-        r.probe_proc = None
-        if r.proc is None or r.ready or self.stopping:
-            return
-        if code == 0:
-            self._mark_ready(r)
-        else:
-            self._retry_probe(r)
-
-    def _stop_probe(self, r: Replica) -> None:
-        if r.probe_proc is not None:
-            self.spawner.signal_group(r.probe_proc.pid, signal.SIGKILL)
-
-    def _timer_ready_timeout(self, r: Replica) -> None:
-        if r.proc is not None and not r.ready:
-            self.printer.event(
-                f"{r.name} did not become ready within {r.probe.timeout:g}s "
-                f"({r.probe.kind}); killing it")
-            r.not_ready = True
-            self.spawner.signal_group(r.proc.pid, signal.SIGKILL)
 
     # -- exits and restarts (the end of a run: shutdown.py) ----------------------------
     def _after_exit(self, r: Replica, code: int) -> None:
@@ -437,26 +333,3 @@ class Supervisor(Shutdown):
     def _changed(self) -> None:
         if self.on_change is not None:
             self.on_change(self)
-
-    def state(self) -> dict[str, Any]:
-        """Every replica as `topo ps` and the state file show it (times are wall-clock)."""
-        wall = time.time() - self.clock()
-        return {
-            "stopping": self.stopping,
-            "replicas": {
-                r.name: {"node": r.plan.node, "pid": r.proc.pid if r.proc else None,
-                         "start": _start_of(r.proc),
-                         "status": r.status, "restarts": r.restarts, "exit_code": r.exit_code,
-                         "started": wall + r.started_at if r.started_at else None,
-                         "kind": r.plan.kind, "log": r.plan.log_path}
-                for r in self.replicas.values()
-            },
-        }
-
-
-def _start_of(proc: Proc | None) -> int | None:
-    if proc is None:
-        return None
-    if proc.start is None:  # read once per process, not on every flush of the state file
-        proc.start = proc_start(proc.pid)
-    return proc.start
