@@ -28,6 +28,7 @@ from pathlib import Path
 
 from .errors import RunError
 from .model import Endpoint, IpcSpec, NodeSpec, SocketSpec, Topology
+from .paths import IPC_PATH_MAX
 from .plan import IpcPlan, Plan, ReplicaPlan, SocketPlan
 
 PortAllocator = Callable[[str], int]
@@ -95,6 +96,7 @@ def plan_run(
                 for sname, spec in node.sockets.items()
             )
             replicas.append(_replica(run_id, rdir, name, i, node, cwd, sockets))
+    _check_ipc_lengths(replicas, run_id)
     return Plan(
         run_id=run_id,
         run_dir=rdir,
@@ -105,6 +107,19 @@ def plan_run(
         tiers=dependency_tiers(topology),
         pythonpath=_pythonpath(topology, base, environ),
     )
+
+
+def _check_ipc_lengths(replicas: list[ReplicaPlan], run_id: str) -> None:
+    """E124 at run time: `validate` measured paths in a folder named after the topology."""
+    for r in replicas:
+        for sock in r.sockets:
+            for ep in (*sock.bind, *sock.connect):
+                path = ep[len("ipc://"):] if ep.startswith("ipc://") else ""
+                if len(path.encode()) > IPC_PATH_MAX and not path.startswith("@"):
+                    raise RunError(
+                        f"{r.name}.{sock.name}: {ep} is {len(path.encode())} bytes long in run "
+                        f"{run_id}'s folder; a Unix socket path holds at most {IPC_PATH_MAX} "
+                        "(use a shorter -p RUN, or set TOPO_STATE_DIR to a shorter folder)")
 
 
 def dependency_tiers(topology: Topology) -> tuple[tuple[str, ...], ...]:

@@ -17,6 +17,7 @@ import psutil
 
 from .control import request
 from .errors import ControlError
+from .rundir import supervisor_alive
 from .runs import Run, all_runs, find_run, human_duration, print_table
 
 
@@ -46,7 +47,8 @@ def _view(run: Run) -> dict[str, Any]:
         try:
             state = request(run.folder, {"cmd": "ps"})
         except ControlError:
-            alive = False  # it died between the two looks
+            # Starting (no control socket yet) or it died between the two looks.
+            alive = supervisor_alive(state)
     replicas = []
     records = state.get("replicas") if isinstance(state.get("replicas"), dict) else {}
     for name, rec in (records or {}).items():

@@ -351,3 +351,13 @@ def test_two_runs_of_one_file_share_no_ipc_path_and_no_port(nodes: dict[str, Any
 
     assert not binds(a, "ipc") & binds(b, "ipc")
     assert not binds(a, "tcp") & binds(b, "tcp")
+
+
+def test_an_ipc_path_too_long_for_the_run_id_is_refused_before_anything_starts() -> None:
+    nodes = {"a": {"run": "m:f", "sockets": {"s": {"type": "PULL", "bind": "ipc://" + "x" * 60}}}}
+    t = topo(nodes)
+    plan_run(t, Path("/tmp/t.yaml"), "short", Path("/tmp/r/short"), allocate_port=Ports())
+    long_dir = Path("/tmp/r/" + "y" * 50)
+    with pytest.raises(RunError, match=r"a.0.s: ipc:///tmp/r/y+/x+ is 118 bytes long in run "
+                                        r"yy+'s folder; a Unix socket path holds at most 107"):
+        plan_run(t, Path("/tmp/t.yaml"), "y" * 50, long_dir, allocate_port=Ports())
