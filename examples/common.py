@@ -36,3 +36,29 @@ def param(node: Any, key: str, default: int) -> int:
     """A number from the node's `with:` (node.params), else the environment, else ``default``."""
     params = getattr(node, "params", None) or {}
     return int(params.get(key, os.environ.get(key.upper(), default)))
+
+
+def connect_endpoints(node: Any, name: str) -> tuple[str, ...]:
+    """The resolved addresses socket ``name`` connects to (from the plan topo made)."""
+    for plan in node.spec.sockets:
+        if plan.name == name:
+            return tuple(plan.connect)
+    raise KeyError(f"{node.full_name} declares no socket {name!r}")
+
+
+def reopen(node: Any, name: str) -> Any:
+    """Close socket ``name`` and connect a fresh one of the same type to the same peers.
+
+    The pirate patterns need this: a REQ socket that lost its reply is stuck
+    (it may not send again), and a fresh socket is also a fresh identity. The new
+    socket has linger 0 and none of the `options:` of the topology.
+    """
+    old = node.sockets[name]
+    kind = old.type
+    old.close(linger=0)
+    sock = node.context.socket(kind)
+    sock.linger = 0
+    for endpoint in connect_endpoints(node, name):
+        sock.connect(endpoint)
+    node.sockets[name] = sock  # node.close() closes it at the end
+    return sock

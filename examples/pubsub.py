@@ -1,8 +1,10 @@
-"""Publish-subscribe: a subscriber that wants one topic (topologies/pubsub.yaml).
+"""Publish-subscribe with topic envelopes (topologies/pubsub.yaml, forwarder.yaml).
 
-The SUB socket's subscription (`subscribe: [weather]` in the topology) makes
-ZeroMQ drop every other topic before it reaches this code: the filtering costs
-the subscriber nothing. The subscriber takes WANT messages and ends.
+A publisher sends each message as two frames, an envelope: the topic first,
+then the body. A SUB socket filters on the start of the first frame, so with
+`subscribe: [weather]` ZeroMQ drops every other topic before it reaches this
+code, and the body can never be mistaken for a topic. The subscriber takes
+WANT messages and ends.
 """
 
 from __future__ import annotations
@@ -22,13 +24,20 @@ def subscriber(node: Any) -> int:
         if node.stopping.is_set():
             return 0
         if time.monotonic() > deadline:
-            print(f"subscriber: only {got} of {want} messages; is a publisher running?", flush=True)
+            print(f"{node.name}: only {got} of {want} messages; is a publisher running?",
+                  flush=True)
             return 1
         if not sock.poll(STEP_MS):
             continue
         frames = sock.recv_multipart()
         got += 1
-        text = " | ".join(f.decode(errors="replace") for f in frames)
-        print(f"subscriber: {got}/{want}: {text}", flush=True)
-    print(f"subscriber: done, {want} messages", flush=True)
+        print(f"{node.name}: {got}/{want}: {_envelope(frames)}", flush=True)
+    print(f"{node.name}: done, {want} messages", flush=True)
     return 0
+
+
+def _envelope(frames: list[bytes]) -> str:
+    text = [f.decode(errors="replace") for f in frames]
+    if len(text) == 2:
+        return f"topic {text[0]!r}, body {text[1]!r}"
+    return " | ".join(text)  # not an envelope: show every frame

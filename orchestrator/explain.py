@@ -1,8 +1,10 @@
 """`topo explain`: a topology told in plain words, for someone who does not know ZeroMQ.
 
 What each node is and how many copies run, what each socket does with
-messages, who waits for whom and who goes to whom, the IPC resources, and then
-what ``topo validate`` warns about, each with its hint. Pure: text in, text out.
+messages, who waits for whom and who goes to whom, which way the messages flow
+over each link, the IPC resources, and then what ``topo validate`` warns
+about, each with its hint. Pure: text in, text out. The vocabulary lives in
+``explain_words.py``.
 """
 
 from __future__ import annotations
@@ -13,58 +15,28 @@ from typing import Any
 
 from . import zmqrules
 from .checks import words
-from .checks_endpoints import WILDCARD_HOSTS, WILDCARD_PORTS
 from .diagnostics import Diagnostic
+from .explain_words import (
+    FLOW_TEXT,
+    IPC_TEXT,
+    PRIMER_IPC,
+    PRIMER_ZMQ,
+    PROXY_GENERIC,
+    PROXY_KIND,
+    READY_TEXT,
+    RESTART_TEXT,
+    ROLE_TEXT,
+    SOCKET_TEXT,
+    option_words,
+    subscription_words,
+    where_words,
+)
 from .graph import human_size
-from .links import Link, SocketRef, links, split_tcp
+from .links import Link, SocketRef, links
 from .model import IpcSpec, NodeSpec, SocketSpec, Topology
 from .units import format_duration
 
 WIDTH = 88
-
-ROLE_TEXT = {
-    "proxy": "passes every message that arrives on its frontend socket out of its backend "
-             "socket, and everything that comes back the other way, so the two sides never need "
-             "to know each other (libzmq's own zmq_proxy; with a capture socket it also copies "
-             "all traffic there). With ROUTER/DEALER it is a broker, with XSUB/XPUB a "
-             "forwarder, with PULL/PUSH a streamer.",
-    "echo": "sends every message it receives straight back on the same socket, or forwards "
-            "what arrives on its `in` socket to its `out` socket.",
-    "printer": "prints every message it receives: the socket, the topic and each frame.",
-}
-
-IPC_TEXT = {
-    "msgqueue": "a System V message queue: processes put messages in and take them out in "
-                "order, on this machine only, with no network in between",
-    "shm": "a System V shared-memory segment: memory that several processes see at once, the "
-           "fastest way to share data, as long as they agree who writes when",
-    "semaphore": "a System V semaphore: a counter processes use to take turns (wait makes it "
-                 "smaller and blocks at zero, post makes it bigger)",
-    "socketpair": "a Unix socket pair: two connected sockets made before the nodes start, one "
-                  "end for each of two nodes, kept across restarts",
-    "fifo": "a named pipe (FIFO) in the run's private folder: one process writes bytes in, "
-            "another reads them out, like a shell pipe with a name",
-}
-
-OPTION_TEXT = {
-    "linger": "how long unsent messages may wait to leave once the socket closes, in ms",
-    "router_mandatory": "a message to an unknown peer is an error instead of vanishing",
-    "sndhwm": "at most this many outgoing messages queue per peer",
-    "rcvhwm": "at most this many incoming messages queue per peer",
-    "identity": "the name peers see for this socket",
-    "routing_id": "the name peers see for this socket",
-    "rcvtimeo": "a receive gives up after this many ms",
-    "sndtimeo": "a send gives up after this many ms",
-    "immediate": "queue messages only for peers that are really connected",
-    "conflate": "keep only the latest message",
-    "reconnect_ivl": "wait this many ms before reconnecting",
-}
-
-RESTART_TEXT = {
-    "never": "Once it ends, topo leaves it ended (restart: never).",
-    "on-failure": "If it fails, topo starts it again (restart: on-failure).",
-    "always": "Whenever it ends, topo starts it again (restart: always).",
-}
 
 
 def explain(topology: Topology, diagnostics: Iterable[Diagnostic] = ()) -> str:
@@ -73,9 +45,17 @@ def explain(topology: Topology, diagnostics: Iterable[Diagnostic] = ()) -> str:
     parts = [_heading(f"Topology {topology.name}", "=")]
     parts.append(_para(topology.description or "(This file has no description.)"))
     parts.append(_para(_summary(topology, all_links)))
+    if any(node.sockets for node in topology.nodes.values()):
+        parts.append(_para(PRIMER_ZMQ))
+    if topology.ipc:
+        parts.append(_para(PRIMER_IPC))
     parts.append(_heading("Nodes", "-"))
     for name, node in topology.nodes.items():
         parts.append(_node(topology, name, node, all_links))
+    flows = [_flow(topology, lk) for lk in all_links if lk.internal and not lk.problem]
+    if flows:
+        parts.append(_heading("How messages flow", "-"))
+        parts.append("\n".join(flows))
     if topology.ipc:
         parts.append(_heading("IPC resources", "-"))
         parts.extend(_ipc(topology, name, res) for name, res in topology.ipc.items())
@@ -86,29 +66,33 @@ def explain(topology: Topology, diagnostics: Iterable[Diagnostic] = ()) -> str:
 def _summary(topology: Topology, all_links: Sequence[Link]) -> str:
     processes = sum(n.replicas for n in topology.nodes.values())
     n_nodes = len(topology.nodes)
-    text = (f"It has {_count(n_nodes, 'node')} ({_count(processes, 'process', 'processes')} "
-            f"in all) and {_count(len(all_links), 'link')} between sockets")
+    parts = [f"{_count(n_nodes, 'node')} ({_count(processes, 'process', 'processes')} in all)"]
+    if all_links or not topology.ipc:
+        parts.append(f"{_count(len(all_links), 'link')} between sockets")
     if topology.ipc:
-        text += f", and {_count(len(topology.ipc), 'IPC resource')}"
-    text += (". A socket that binds waits at an address for peers to come; a socket that "
-             "connects goes to a peer's address. Messages flow both ways once they are linked.")
-    return text
+        parts.append(_count(len(topology.ipc), "IPC resource"))
+    return f"It has {words(parts)}."
 
 
 def _node(topology: Topology, name: str, node: NodeSpec, all_links: Sequence[Link]) -> str:
     one = node.replicas == 1
-    copies = ("1 process" if one
-              else f"{node.replicas} identical processes ({name}.0 to {name}.{node.replicas - 1})")
+    last = f"{name}.{node.replicas - 1}"
+    copies = ("1 process" if one else f"{node.replicas} identical processes ({name}.0 "
+              f"{'and' if node.replicas == 2 else 'to'} {last})")
     it = "It" if one else "Each"
     if node.role is not None:
         what = f"{it} runs topo's built-in role `{node.role}`, which {_role(node)}"
     elif node.run is not None:
         module, _, func = node.run.partition(":")
-        what = (f"{it} calls the Python function `{func}` from module `{module}` in a process "
-                "forked from topo, with its sockets already made, bound and connected.")
+        ready = ("with its sockets already made, bound and connected" if node.sockets
+                 else "with its IPC resources already open" if node.ipc else "")
+        what = (f"{it} calls the Python function `{func}` from module `{module}` "
+                f"({module.replace('.', '/')}.py) in a process forked from topo"
+                f"{', ' + ready if ready else ''}.")
     else:
-        what = (f"{it} runs the program `{' '.join(node.command or [])}`, which makes its own "
-                "sockets; topo hands it their addresses in TOPO_SOCKET_<NAME> variables.")
+        what = f"{it} runs the program `{' '.join(node.command or [])}`" + (
+            ", which makes its own sockets; topo hands it their addresses in "
+            "TOPO_SOCKET_<NAME> variables." if node.sockets else ".")
     lines = [f"{name}: {copies}. {what}"]
     if node.with_ and node.role is None:
         params = ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
@@ -117,16 +101,36 @@ def _node(topology: Topology, name: str, node: NodeSpec, all_links: Sequence[Lin
     if node.depends_on:
         lines.append(f"It starts once {words(node.depends_on)} "
                      f"{'is' if len(node.depends_on) == 1 else 'are'} ready.")
+    if node.ready is not None:
+        kind = node.ready.kind
+        value = getattr(node.ready, kind)
+        value = " ".join(value) if isinstance(value, list) else value
+        lines.append(f"It counts as ready once {READY_TEXT[kind].format(value=value)} "
+                     f"(topo waits up to {format_duration(node.ready.timeout)}).")
     lines.append(RESTART_TEXT.get(node.restart, f"restart: {node.restart}."))
+    if node.restart != "never" and {"backoff", "max_restarts"} & node.model_fields_set:
+        lines.append(_backoff(node))
     if node.ipc:
+        where = ("in node.ipc" if node.command is None
+                 else "the program finds them in TOPO_IPC_<NAME>_* variables")
         lines.append(f"It uses the IPC resource{'s' if len(node.ipc) > 1 else ''} "
-                     f"{words(node.ipc)}.")
+                     f"{words(node.ipc)} ({where}).")
     out = [_para(" ".join(lines))]
     if not node.sockets:
         out.append(_para("It has no ZeroMQ sockets.", indent=2))
     for sname, spec in node.sockets.items():
         out.append(_socket(topology, SocketRef(name, sname), spec, node, all_links))
     return "\n".join(out)
+
+
+def _backoff(node: NodeSpec) -> str:
+    b = node.backoff
+    times = "twice" if b.factor == 2 else f"{b.factor:g} times"
+    grows = (f"{times} as long after each quick failure in a row, up to "
+             f"{format_duration(b.max)}" if b.factor > 1 else "the same delay each time")
+    return (f"It waits {format_duration(b.initial)} before restarting, then {grows}; after "
+            f"{node.max_restarts} restarts within {format_duration(node.restart_window)} "
+            "topo gives up and marks it failed.")
 
 
 def _role(node: NodeSpec) -> str:
@@ -142,6 +146,10 @@ def _role(node: NodeSpec) -> str:
         topic_text = f"with the topic '{topic}'" if topic else "with no topic"
         return (f"sends a message every {every}, {times}, {topic_text} and the payload "
                 f"'{payload}' ({{n}} counts up from 1).")
+    if node.role == "proxy":
+        front, back = (node.sockets[s].type if s in node.sockets else ""
+                       for s in ("frontend", "backend"))
+        return f"{ROLE_TEXT['proxy']} {PROXY_KIND.get((front, back), PROXY_GENERIC)}"
     if node.role in ROLE_TEXT:
         return ROLE_TEXT[node.role]
     return "topo does not know (`topo validate` says more)."
@@ -149,16 +157,28 @@ def _role(node: NodeSpec) -> str:
 
 def _socket(topology: Topology, me: SocketRef, spec: SocketSpec, node: NodeSpec,
             all_links: Sequence[Link]) -> str:
-    pattern = zmqrules.PATTERNS.get(spec.type, "a type without a plain-words description here")
-    text = [f"- Socket `{me.socket}` ({spec.type}): {pattern}."]
+    pattern = zmqrules.PATTERNS.get(spec.type)
+    plain = SOCKET_TEXT.get(spec.type, "is of a type without a plain-words description here")
+    text = [f"- Socket `{me.socket}` ({spec.type}) {plain}"
+            + (f" (in ZeroMQ terms: {pattern})." if pattern else ".")]
+    binds = [f"{ep.endpoint}{where_words(ep.endpoint)}" for ep in spec.bind]
+    if len(binds) == 1:
+        text.append(f"It binds: it waits for peers at {binds[0]}.")
+    elif binds:
+        text.append(f"It binds {len(binds)} addresses and waits for peers at all of them at "
+                    f"once, as one socket: {'; '.join(binds)}.")
     for ep in spec.bind:
-        text.append(f"It binds: it waits for peers at {ep.endpoint}{_where(ep.endpoint)}.")
         if ep.external:
-            text.append("That address is marked external: a program outside this topology "
-                        "connects there.")
-    for link in all_links:
-        if link.connector == me:
-            text.append(_outgoing(topology, link))
+            text.append(f"{'That address' if len(binds) == 1 else ep.endpoint} is marked "
+                        "external: a program outside this topology connects there.")
+    mine = [lk for lk in all_links if lk.connector == me]
+    good = [lk for lk in mine if lk.binder is not None and not lk.problem
+            and lk.binder.node != me.node]
+    if len(good) > 1:  # one socket, several peers: say it in one sentence
+        peers = [f"{lk.binder} ({lk.binder_type}{_copies(topology, lk.binder)}){_over(lk)}"
+                 for lk in good if lk.binder is not None]
+        text.append(f"It connects to {words(peers)}.")
+    text.extend(_outgoing(topology, lk) for lk in mine if len(good) < 2 or lk not in good)
     incoming = [lk for lk in all_links if lk.binder == me and lk.connector is not None]
     if incoming:
         who = [f"{lk.connector} ({lk.connector_type}{_copies(topology, lk.connector)})"
@@ -170,22 +190,21 @@ def _socket(topology: Topology, me: SocketRef, spec: SocketSpec, node: NodeSpec,
             e.external for e in spec.bind):
         text.append("No socket in this file connects to it.")
     if spec.type in zmqrules.SUBSCRIBERS:
-        text.append(_subscriptions(spec.subscribe))
+        text.append(subscription_words(spec.type, spec.subscribe))
     if spec.options:
-        opts = [_option(k, v) for k, v in spec.options.items()]
+        opts = [option_words(k, v) for k, v in spec.options.items()]
         text.append(f"Options: {'; '.join(opts)}.")
     if node.command is not None:
         text.append(f"The program finds the address(es) in TOPO_SOCKET_{me.socket.upper()}.")
     return _para(" ".join(text), indent=2, hang=4)
 
 
-def _option(name: str, value: object) -> str:
-    shown = f"{name}={value!r}" if isinstance(value, str) else f"{name}={value}"
-    return f"{shown} ({OPTION_TEXT[name]})" if name in OPTION_TEXT else shown
-
-
 def _outgoing(topology: Topology, link: Link) -> str:
     if link.binder is not None and not link.problem:
+        if link.connector is not None and link.binder.node == link.connector.node:
+            return (f"It connects to {link.binder} ({link.binder_type}), a socket of this same "
+                    f"node,{_over(link)}: both ends live in one process, for example in two of its "
+                    "threads.")
         return (f"It connects to {link.binder} ({link.binder_type}"
                 f"{_copies(topology, link.binder)}){_over(link)}.")
     if link.problem:
@@ -197,6 +216,20 @@ def _outgoing(topology: Topology, link: Link) -> str:
             "its peer has to come from outside.")
 
 
+def _flow(topology: Topology, link: Link) -> str:
+    assert link.connector is not None and link.binder is not None
+    a = (link.connector, link.connector_type or "?")
+    b = (link.binder, link.binder_type or "?")
+    key = (a[1], b[1])
+    if key not in FLOW_TEXT and key[::-1] in FLOW_TEXT:
+        key = key[::-1]
+        a, b = b, a
+    one_way, what = FLOW_TEXT.get(key, (False, "these two socket types cannot talk"))
+    arrow = "->" if one_way else "<->"
+    ends = [f"{ref} ({kind}{_copies(topology, ref)})" for ref, kind in (a, b)]
+    return _para(f"- {ends[0]} {arrow} {ends[1]}{_over(link)}: {what}.", hang=2)
+
+
 def _over(link: Link) -> str:
     return f" over {link.transport}" if link.transport else ""
 
@@ -204,37 +237,6 @@ def _over(link: Link) -> str:
 def _copies(topology: Topology, ref: SocketRef) -> str:
     node = topology.nodes.get(ref.node)
     return f", {node.replicas} copies" if node is not None and node.replicas > 1 else ""
-
-
-def _where(endpoint: str) -> str:
-    transport = endpoint.partition("://")[0].lower()
-    tcp = split_tcp(endpoint)
-    if tcp is not None:
-        host, port = tcp
-        bits = []
-        if port in WILDCARD_PORTS:
-            bits.append("topo picks a free port when the run starts")
-        if host in WILDCARD_HOSTS:
-            bits.append("on every network interface, so other machines can reach it too")
-        return f" ({'; '.join(bits)})" if bits else ""
-    if transport == "ipc":
-        path = endpoint.partition("://")[2]
-        if path.startswith("/"):
-            return " (a Unix socket file at that absolute path)"
-        return " (a Unix socket file inside the run's private folder)"
-    if transport == "inproc":
-        return " (inside one process only)"
-    return ""
-
-
-def _subscriptions(topics: list[str] | None) -> str:
-    if not topics:
-        return ("It has no subscription, so it receives nothing: a subscriber must say which "
-                "topics it wants.")
-    if "" in topics:
-        return "It subscribes to everything (the empty prefix)."
-    return ("It only takes messages whose first frame starts with "
-            f"{words([repr(t) for t in topics], 'or')}.")
 
 
 def _ipc(topology: Topology, name: str, res: IpcSpec) -> str:

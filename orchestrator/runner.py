@@ -195,6 +195,7 @@ def _supervise(
         state.sup = sup
         state.flush(force=True)
         code = loop.run()
+        watch.check()  # the last turn of the loop may have ended the run without a look
         if detached and watch.failure is not None:
             raise NotReady(watch.failure)
         return code

@@ -53,11 +53,11 @@ class StartupWatch:
                 return
             if not (r.ever_ready or (r.status == "exited" and r.exit_code == 0)):
                 pending = True
-        if self.sup.stopping:
-            self._fail("the run was stopped before every node was ready")
-        elif not pending:
+        if not pending:  # even if the run is ending already: every node got there
             self.decided = True
             self.on_ready()
+        elif self.sup.stopping:
+            self._fail("the run was stopped before every node was ready")
 
     def _slowest(self, wait_timeout: float) -> str:
         waiting = [r.name for r in self.sup.replicas.values()

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from orchestrator import zmqrules
 from orchestrator.diagnostics import Diagnostic
 from orchestrator.explain import WIDTH, explain
+from orchestrator.explain_words import FLOW_TEXT, PRIMER_IPC, PRIMER_ZMQ, SOCKET_TEXT
 from orchestrator.model import Topology
 from orchestrator.validate import validate_file
 
@@ -26,25 +27,30 @@ def test_description_nodes_kinds_and_copies() -> None:
     text = flat(explain(spec_example()))
     assert text.startswith("Topology rrbroker ================= "
                            "Request-reply through a ROUTER/DEALER broker.")
-    assert "It has 3 nodes (5 processes in all) and 2 links between sockets" in text
+    assert ("It has 3 nodes (5 processes in all), 2 links between sockets and 5 IPC "
+            "resources.") in text
     assert "broker: 1 process. It runs topo's built-in role `proxy`, which passes every" in text
     assert ("worker: 3 identical processes (worker.0 to worker.2). Each calls the Python "
             "function `worker` from module `examples.rr`") in text
     assert "client: 1 process. It runs the program `php examples/php/client.php`" in text
     assert "It starts once broker is ready." in text
     assert "Once it ends, topo leaves it ended (restart: never)." in text
-    assert "If it fails, topo starts it again (restart: on-failure)." in text
+    assert ("If it fails (ends with a non-zero status), topo starts it again "
+            "(restart: on-failure).") in text
 
 
 def test_sockets_pattern_bind_connect_and_peers() -> None:
     text = flat(explain(spec_example()))
-    assert (f"- Socket `frontend` (ROUTER): {zmqrules.PATTERNS['ROUTER']}. It binds: it waits "
-            "for peers at tcp://127.0.0.1:* (topo picks a free port when the run starts). "
-            "Connected to it: client.server (REQ) over tcp.") in text
+    assert (f"- Socket `frontend` (ROUTER) {SOCKET_TEXT['ROUTER']} (in ZeroMQ terms: "
+            f"{zmqrules.PATTERNS['ROUTER']}). It binds: it waits "
+            "for peers at tcp://127.0.0.1:* (a TCP port for this machine only; topo picks a "
+            "free port when the run starts). Connected to it: client.server (REQ) over tcp."
+            ) in text
     assert ("It binds: it waits for peers at ipc://backend (a Unix socket file inside the "
             "run's private folder). Connected to it: worker.jobs (REP, 3 copies) over ipc.") in text
-    assert (f"- Socket `jobs` (REP): {zmqrules.PATTERNS['REP']}. "
-            "It connects to broker.backend (DEALER) over ipc.") in text
+    assert (f"- Socket `jobs` (REP) {SOCKET_TEXT['REP']} (in ZeroMQ terms: "
+            f"{zmqrules.PATTERNS['REP']}). It connects to broker.backend (DEALER) over ipc."
+            ) in text
     assert "It connects to broker.frontend (ROUTER) over tcp." in text
     assert "The program finds the address(es) in TOPO_SOCKET_SERVER." in text
 
@@ -146,7 +152,7 @@ def test_ipc_resources_in_words() -> None:
     assert "log: a named pipe (FIFO)" in text
     assert "Topo picks its key, and only your user may use it (mode 0o600)." in text
     assert "Used by worker." in text
-    assert "It uses the IPC resource frame." in text
+    assert "It uses the IPC resource frame (in node.ipc)." in text
 
 
 def test_no_ipc_section_without_resources() -> None:
@@ -221,3 +227,123 @@ nodes:
     assert ("Options: router_mandatory=1 (a message to an unknown peer is an error instead of "
             "vanishing); linger=0 (how long unsent messages") in text
     assert "; tcp_keepalive=1." in text
+
+
+def test_primers_only_for_what_the_topology_uses() -> None:
+    both = flat(explain(spec_example()))
+    assert flat(PRIMER_ZMQ) in both and flat(PRIMER_IPC) in both
+    sockets_only = flat(explain(load("nodes: {a: {run: m:f, sockets: {s: {type: PAIR}}}}")))
+    assert flat(PRIMER_ZMQ) in sockets_only and flat(PRIMER_IPC) not in sockets_only
+    ipc_only = load("ipc: {q: {type: msgqueue}}\nnodes: {a: {run: m:f, ipc: [q]}, "
+                    "b: {command: [prog], ipc: [q]}}")
+    text = flat(explain(ipc_only))
+    assert flat(PRIMER_ZMQ) not in text
+    assert "It has 2 nodes (2 processes in all) and 1 IPC resource." in text
+    assert "in a process forked from topo, with its IPC resources already open." in text
+    assert "It runs the program `prog`. Once it ends" not in text  # restart default: on-failure
+    assert "It runs the program `prog`. If it fails" in text
+    assert "(the program finds them in TOPO_IPC_<NAME>_* variables)" in text
+
+
+def test_every_socket_type_has_plain_words_and_every_peer_pair_a_flow() -> None:
+    assert set(SOCKET_TEXT) >= set(zmqrules.STANDARD_TYPES) | {"STREAM"}
+    for a in zmqrules.STANDARD_TYPES:
+        for b in zmqrules.valid_peers(a):
+            assert (a, b) in FLOW_TEXT or (b, a) in FLOW_TEXT, (a, b)
+
+
+def test_how_messages_flow_one_way_and_both_ways() -> None:
+    topo = load("""
+nodes:
+  pub: {run: m:f, sockets: {out: {type: PUB, bind: "ipc://p"}}}
+  sub:
+    run: m:f
+    replicas: 2
+    sockets: {in: {type: SUB, connect: pub.out, subscribe: [""]}}
+  rep: {run: m:f, sockets: {s: {type: REP, bind: "tcp://127.0.0.1:*"}}}
+  req: {run: m:f, sockets: {c: {type: REQ, connect: rep.s}}}
+""")
+    text = explain(topo)
+    assert "How messages flow\n-----------------\n" in text
+    flows = flat(text.split("How messages flow")[1])
+    assert "- pub.out (PUB) -> sub.in (SUB, 2 copies) over ipc: messages go one way" in flows
+    assert "- req.c (REQ) <-> rep.s (REP) over tcp: requests go one at a time" in flows
+
+
+def test_proxy_says_what_it_is_from_its_socket_types() -> None:
+    def proxy(front: str, back: str) -> str:
+        return flat(explain(load(f"""
+nodes:
+  p:
+    role: proxy
+    sockets: {{frontend: {{type: {front}, bind: "ipc://f"}}, backend: {{type: {back},
+              bind: "ipc://b"}}}}
+""")))
+    assert "Here it is a request-reply broker" in proxy("ROUTER", "DEALER")
+    assert "Here it is a forwarder" in proxy("XSUB", "XPUB")
+    assert "It has no subscription of its own" in proxy("XSUB", "XPUB")
+    assert "Here it is a streamer" in proxy("PULL", "PUSH")
+    assert "With ROUTER/DEALER it is a broker" in proxy("DEALER", "DEALER")
+
+
+def test_restart_backoff_ready_and_two_copies_in_words() -> None:
+    topo = load("""
+nodes:
+  s:
+    command: [srv]
+    replicas: 2
+    backoff: {initial: 100ms, factor: 2, max: 2s}
+    max_restarts: 4
+    ready: {log: "listening"}
+  t: {run: m:f, restart: never, backoff: 1s}
+""")
+    text = flat(explain(topo))
+    assert "2 identical processes (s.0 and s.1)" in text
+    assert ("It waits 100ms before restarting, then twice as long after each quick failure in "
+            "a row, up to 2s; after 4 restarts within 1m topo gives up and marks it failed."
+            ) in text
+    assert "It counts as ready once a line of its output matches 'listening' (topo waits " in text
+    assert text.count("before restarting") == 1  # not for a node that never restarts
+
+
+def test_a_link_inside_one_node_is_told_as_such() -> None:
+    topo = load("""
+nodes:
+  n:
+    run: m:f
+    sockets:
+      hub: {type: DEALER, bind: "inproc://hub"}
+      leg: {type: REP, connect: n.hub}
+""")
+    assert ("It connects to n.hub (DEALER), a socket of this same node, over inproc: both ends "
+            "live in one process, for example in two of its threads.") in flat(explain(topo))
+
+
+def test_several_binds_are_one_socket() -> None:
+    topo = load("""
+nodes:
+  s:
+    run: m:f
+    sockets:
+      r: {type: REP, bind: ["tcp://127.0.0.1:*", "ipc://r", {endpoint: "tcp://*:7000",
+                                                            external: true}]}
+""")
+    text = flat(explain(topo))
+    assert ("It binds 3 addresses and waits for peers at all of them at once, as one socket: "
+            "tcp://127.0.0.1:* (a TCP port for this machine only; topo picks a free port when "
+            "the run starts); ipc://r (a Unix socket file inside the run's private folder); "
+            "tcp://*:7000 (on every network interface, so other machines can reach it too)."
+            ) in text
+    assert "tcp://*:7000 is marked external: a program outside this topology connects" in text
+
+
+def test_several_connects_are_told_in_one_sentence() -> None:
+    topo = load("""
+nodes:
+  a: {run: m:f, sockets: {out: {type: PUB, bind: "tcp://127.0.0.1:*"}}}
+  b: {run: m:f, replicas: 2, sockets: {out: {type: PUB, bind: "ipc://b"}}}
+  s: {run: m:f, sockets: {in: {type: SUB, connect: [a.out, b.out, ghost.x], subscribe: [""]}}}
+""")
+    text = flat(explain(topo))
+    assert "It connects to a.out (PUB) over tcp and b.out (PUB, 2 copies) over ipc." in text
+    assert "It connects to ghost.x, which does not work: there is no node named 'ghost'." in text

@@ -2,7 +2,10 @@
 
 ``SPEC_EXAMPLE`` is the example of SPEC §1, verbatim: it loads, but its
 socketpair names nodes the example leaves out, so the validator rejects it.
-``TEACHING`` are the files under ``topologies/``, which must validate clean.
+``TEACHING`` is every file under ``topologies/`` (the IPC ones too), found afresh
+at each test run, so the graph, explain and run tests cover a new file at once.
+Each must validate without errors, and with warnings only where its opening
+comment names them (tests/test_topologies.py).
 """
 
 from __future__ import annotations

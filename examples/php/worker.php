@@ -28,8 +28,10 @@ while (!$stopping) {
     try {
         $request = $socket->recv();
     } catch (ZMQSocketException $e) {
-        if ($stopping) {
-            break;  // interrupted by SIGTERM
+        // EINTR (4): a signal cut the wait short, and the only signal topo sends is the
+        // stop signal. (php-zmq's wait swallows it: the handler above may never run.)
+        if ($stopping || $e->getCode() === 4) {
+            break;
         }
         throw $e;
     }
