@@ -36,21 +36,10 @@ TOPO = [sys.executable, "-m", "orchestrator"]
 
 
 def topology(folder: Path, n: int) -> Path:
-    path = folder / f"idle{n}.yaml"
-    path.write_text(f"""name: idle-{n}
-pythonpath: [{HERE}]
-nodes:
-  sink:
-    run: supervise:idle
-    sockets:
-      pull: {{type: PULL, bind: "ipc://sink"}}
-  w:
-    run: supervise:idle
-    replicas: {n}
-    sockets:
-      push: {{type: PUSH, connect: sink.pull}}
-""")
-    return path
+    """The same N idle run nodes (and their sink) as ``bench/supervise.py``'s run nodes."""
+    import supervise
+
+    return supervise.topology(folder, "run", n)
 
 
 def timed(*args: str) -> float:

@@ -62,3 +62,24 @@ def reopen(node: Any, name: str) -> Any:
         sock.connect(endpoint)
     node.sockets[name] = sock  # node.close() closes it at the end
     return sock
+
+
+def acquire(sem: Any, node: Any, seconds: float = 30.0) -> bool:
+    """Take the SysV semaphore ``sem`` in short waits, so a stop request is noticed.
+
+    False (and a line saying so) when it did not come within ``seconds``, or the
+    node was asked to stop meanwhile.
+    """
+    import sysv_ipc
+
+    deadline = time.monotonic() + seconds
+    while not node.stopping.is_set():
+        if time.monotonic() > deadline:
+            print(f"{node.full_name}: gave up waiting for my turn after {seconds:g} s", flush=True)
+            return False
+        try:
+            sem.acquire(0.1)
+            return True
+        except sysv_ipc.BusyError:
+            continue
+    return False

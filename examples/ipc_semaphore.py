@@ -18,7 +18,7 @@ import os
 import time
 from typing import Any
 
-from examples.common import param
+from examples.common import acquire, param
 
 HOLD = 0.003  # seconds a visitor stays inside: long enough for the others to queue at the door
 LOG = "room.log"
@@ -49,7 +49,7 @@ def judge(node: Any) -> int:
     finished = node.ipc["finished"]
     visitors = param(node, "visitors", 4)
     for done in range(visitors):
-        if not _acquire(finished, node, seconds=30.0):
+        if not acquire(finished, node, seconds=30.0):
             print(f"judge: only {done} of {visitors} visitors finished within 30 s", flush=True)
             return 1
     with open(os.path.join(node.run_dir, LOG), encoding="utf-8") as f:
@@ -99,16 +99,3 @@ def _append(path: str, line: str) -> None:
     finally:
         os.close(fd)
 
-
-def _acquire(sem: Any, node: Any, seconds: float) -> bool:
-    """Take ``sem``, waiting in short steps so a stop request is noticed; False on timeout."""
-    import sysv_ipc
-
-    deadline = time.monotonic() + seconds
-    while not node.stopping.is_set() and time.monotonic() < deadline:
-        try:
-            sem.acquire(0.1)
-            return True
-        except sysv_ipc.BusyError:
-            continue
-    return False

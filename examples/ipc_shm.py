@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import time
 from typing import Any
 
-from examples.common import param
+from examples.common import acquire, param
 
 HEADER = struct.Struct("!I")
 
@@ -41,12 +40,12 @@ def producer(node: Any) -> int:
     count = param(node, "frames", 5)
     for k in range(1, count + 1):
         payload = frame_text(k).encode()
-        if not _acquire(empty, node):
+        if not acquire(empty, node):
             return 1
         segment.write(HEADER.pack(len(payload)) + payload)
         full.release()
         print(f"producer: wrote {payload.decode()!r} sha {digest(payload)}", flush=True)
-    if not _acquire(empty, node):
+    if not acquire(empty, node):
         return 1
     segment.write(HEADER.pack(0))  # the end
     full.release()
@@ -58,7 +57,7 @@ def consumer(node: Any) -> int:
     segment, empty, full = node.ipc["frame"], node.ipc["empty"], node.ipc["full"]
     frames = 0
     while True:
-        if not _acquire(full, node):
+        if not acquire(full, node):
             return 1
         (size,) = HEADER.unpack(segment.read(HEADER.size))
         payload = segment.read(size, HEADER.size) if size else b""
@@ -70,19 +69,3 @@ def consumer(node: Any) -> int:
     print(f"consumer: done, {frames} frames", flush=True)
     return 0
 
-
-def _acquire(sem: Any, node: Any, seconds: float = 30.0) -> bool:
-    """Take ``sem`` in short waits, so a stop request is noticed; False if it never came."""
-    import sysv_ipc
-
-    deadline = time.monotonic() + seconds
-    while not node.stopping.is_set():
-        if time.monotonic() > deadline:
-            print(f"{node.full_name}: gave up waiting for my turn after {seconds:g} s", flush=True)
-            return False
-        try:
-            sem.acquire(0.1)
-            return True
-        except sysv_ipc.BusyError:
-            continue
-    return False

@@ -11,6 +11,18 @@ from __future__ import annotations
 
 def proc_start(pid: int) -> int | None:
     """Start time of ``pid`` in clock ticks since boot, or None when there is no such process."""
+    fields = _stat(pid)
+    return fields[1] if fields else None
+
+
+def is_alive(pid: int | None, start: int | None) -> bool:
+    """Whether the process recorded as ``(pid, start)`` still runs (zombies count as gone)."""
+    fields = _stat(pid) if pid and start is not None else None
+    return fields is not None and fields[0] not in (b"Z", b"X") and fields[1] == start
+
+
+def _stat(pid: int) -> tuple[bytes, int] | None:
+    """(state letter, start ticks) from ``/proc/<pid>/stat``."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
@@ -19,22 +31,6 @@ def proc_start(pid: int) -> int | None:
     # The command name (field 2) may hold spaces and parentheses: count from its last ')'.
     fields = stat[stat.rfind(b")") + 2:].split()
     try:
-        return int(fields[19])
+        return fields[0], int(fields[19])
     except (IndexError, ValueError):
         return None
-
-
-def is_alive(pid: int | None, start: int | None) -> bool:
-    """Whether the process recorded as ``(pid, start)`` still runs (zombies count as gone)."""
-    if not pid or start is None:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    fields = stat[stat.rfind(b")") + 2:].split()
-    try:
-        return fields[0] not in (b"Z", b"X") and int(fields[19]) == start
-    except (IndexError, ValueError):
-        return False

@@ -3,23 +3,15 @@
 // topo hands it its endpoints in the environment (SPEC §4):
 //   TOPO_SOCKET_SERVER       comma-separated endpoints to connect to
 //   TOPO_SOCKET_SERVER_TYPE  REQ
-$endpoints = getenv('TOPO_SOCKET_SERVER');
-if ($endpoints === false || $endpoints === '') {
-    fwrite(STDERR, "client.php: TOPO_SOCKET_SERVER is not set; run me with `topo up`\n");
-    exit(2);
-}
+require __DIR__ . '/topo.php';
+
 $count = (int) (getenv('REQUESTS') ?: 5);
 $greeting = getenv('GREETING') ?: 'hello';
-$node = getenv('TOPO_NODE') . '.' . getenv('TOPO_REPLICA');
+$node = topo_node();
 
 $context = new ZMQContext();
-$socket = $context->getSocket(ZMQ::SOCKET_REQ);
-$socket->setSockOpt(ZMQ::SOCKOPT_LINGER, 0);
 // A reply that never comes must not hang the run: give up after 5 s.
-$socket->setSockOpt(ZMQ::SOCKOPT_RCVTIMEO, 5000);
-foreach (explode(',', $endpoints) as $endpoint) {
-    $socket->connect($endpoint);
-}
+$socket = topo_connect($context, ZMQ::SOCKET_REQ, 'server', 5000);
 
 for ($i = 1; $i <= $count; $i++) {
     $socket->send("$greeting $i from $node");

@@ -2,22 +2,14 @@
 // A REQ client for topo (topologies/php_lbbroker.yaml): sends REQUESTS requests
 // through the broker, one at a time, and prints each reply. Its endpoints come
 // from TOPO_SOCKET_BROKER (SPEC §4).
-$endpoints = getenv('TOPO_SOCKET_BROKER');
-if ($endpoints === false || $endpoints === '') {
-    fwrite(STDERR, "lb_client.php: TOPO_SOCKET_BROKER is not set; run me with `topo up`\n");
-    exit(2);
-}
+require __DIR__ . '/topo.php';
+
 $count = (int) (getenv('REQUESTS') ?: 4);
-$node = getenv('TOPO_NODE') . '.' . getenv('TOPO_REPLICA');
+$node = topo_node();
 
 $context = new ZMQContext();
-$socket = $context->getSocket(ZMQ::SOCKET_REQ);
-$socket->setSockOpt(ZMQ::SOCKOPT_LINGER, 0);
 // A reply that never comes must not hang the run: give up after 10 s.
-$socket->setSockOpt(ZMQ::SOCKOPT_RCVTIMEO, 10000);
-foreach (explode(',', $endpoints) as $endpoint) {
-    $socket->connect($endpoint);
-}
+$socket = topo_connect($context, ZMQ::SOCKET_REQ, 'broker', 10000);
 
 for ($i = 1; $i <= $count; $i++) {
     $socket->send("hello $i from $node");
