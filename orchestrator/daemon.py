@@ -4,7 +4,8 @@ The `topo` process validates the file (so diagnostics reach the terminal),
 then forks; the child starts a new session and forks again, so the supervisor
 is neither a session leader nor attached to any terminal, and its stdin,
 stdout and stderr are ``/dev/null`` until the run folder exists, then the
-folder's ``supervisor.log``. Node output goes to the run's log files only.
+folder's ``supervisor.log``. It plans the run and execs the lean supervisor
+(``launch.py``). Node output goes to the run's log files only.
 
 The supervisor tells the waiting `topo` how the start went over a pipe, with
 one JSON line: ``{"ok": true, "run_id": ...}`` once every node is ready, or
@@ -54,6 +55,7 @@ def up_detached(
         os.close(r)
         _become_supervisor(w, file, run_id=run_id, timeout=timeout, owner_pid=owner_pid,
                            wait_timeout=wait_timeout, abort_on_failure=abort_on_failure)
+        os._exit(1)  # not reached: the child execs or exits
     os.close(w)
     with os.fdopen(r, "rb") as pipe:
         os.waitpid(pid, 0)  # the first child exits as soon as it has forked the supervisor
@@ -72,44 +74,37 @@ def up_detached(
     raise error
 
 
-def _become_supervisor(w: int, file: str, **options: Any) -> None:  # pragma: no cover
+def _become_supervisor(w: int, file: str, *, run_id: str | None,
+                       **settings: Any) -> None:  # pragma: no cover - the forked child
     code = 1
-    told = False
-
-    def tell(message: dict[str, Any]) -> None:
-        nonlocal told
-        if not told:
-            told = True
-            with contextlib.suppress(OSError):
-                os.write(w, json.dumps(message).encode() + b"\n")
-                os.close(w)
-
     try:
         os.setsid()
         if os.fork() > 0:
             os._exit(0)
         _to_devnull()
-        from .runner import up
+        from .launch import exec_launch
+        from .runner import prepare
 
-        code = up(
-            file, out=open(os.devnull, "wb"), reap_orphans=True,  # noqa: SIM115 - until exit
-            on_run_dir=_log_to, on_up=lambda run_id: tell({"ok": True, "run_id": run_id}),
-            **options,
-        )
+        plan = prepare(file, run_id=run_id, on_run_dir=_log_to)
+        os.set_inheritable(w, True)
+        code = exec_launch(plan, {**settings, "reap_orphans": True, "notify_fd": w})
     except TopoError as exc:
         code = exc.exit_code
-        tell({"ok": False, "error": str(exc), "code": exc.exit_code})
+        _tell(w, {"ok": False, "error": str(exc), "code": exc.exit_code})
     except BaseException:  # noqa: BLE001 - told to the waiting `topo`, logged for a bug report
         traceback.print_exc()
-        tell({"ok": False, "error": "internal error in the supervisor: "
-              + traceback.format_exc(limit=1).strip().splitlines()[-1], "code": 1})
+        _tell(w, {"ok": False, "error": "internal error in the supervisor: "
+                  + traceback.format_exc(limit=1).strip().splitlines()[-1], "code": 1})
     finally:
-        tell({"ok": False, "error": f"the run ended (code {code}) before every node was ready",
-              "code": 1})
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
-        os._exit(code)
+        os._exit(code & 0xFF)
+
+
+def _tell(w: int, message: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        os.write(w, json.dumps(message).encode() + b"\n")
 
 
 def _to_devnull() -> None:

@@ -60,6 +60,54 @@ class IpcPlan:
 
 
 @dataclass(frozen=True)
+class ReadyPlan:
+    """A node's ``ready:``: exactly one of tcp / ipc / file / log / command, and its timeout."""
+
+    kind: str
+    timeout: float
+    tcp: int | None = None
+    ipc: str | None = None
+    file: str | None = None
+    log: str | None = None
+    command: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class BackoffPlan:
+    initial: float
+    factor: float
+    max: float
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """What the supervisor needs of a node beyond its replicas: how it restarts, stops, waits.
+
+    The attribute names are the topology file's, so a ``model.NodeSpec`` and a
+    ``NodePlan`` read alike; a plan needs no pydantic to be run.
+    """
+
+    restart: str = "on-failure"
+    backoff: BackoffPlan = field(default_factory=lambda: BackoffPlan(0.1, 2.0, 30.0))
+    max_restarts: int = 5
+    restart_window: float = 60.0
+    stop_timeout: float = 5.0
+    depends_on: tuple[str, ...] = ()
+    ready: ReadyPlan | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NodePlan:
+        fields = dict(data)
+        fields["backoff"] = BackoffPlan(**fields["backoff"])
+        fields["depends_on"] = tuple(fields.get("depends_on", ()))
+        ready = fields.get("ready")
+        if ready is not None:
+            command = ready.get("command")
+            fields["ready"] = ReadyPlan(**{**ready, "command": tuple(command) if command else None})
+        return cls(**fields)
+
+
+@dataclass(frozen=True)
 class ReplicaPlan:
     node: str
     replica: int
@@ -103,6 +151,7 @@ class Plan:
     ipc: Mapping[str, IpcPlan] = field(default_factory=dict)
     tiers: tuple[tuple[str, ...], ...] = ()  # node names; tier 0 has no depends_on
     pythonpath: tuple[str, ...] = ()  # absolute folders for `run` modules
+    nodes: Mapping[str, NodePlan] = field(default_factory=dict)
 
     def replicas_of(self, node: str) -> list[ReplicaPlan]:
         return [r for r in self.replicas if r.node == node]
@@ -118,4 +167,5 @@ class Plan:
         fields["ipc"] = {name: IpcPlan.from_dict(i) for name, i in fields.get("ipc", {}).items()}
         fields["tiers"] = tuple(tuple(t) for t in fields.get("tiers", ()))
         fields["pythonpath"] = tuple(fields.get("pythonpath", ()))
+        fields["nodes"] = {n: NodePlan.from_dict(v) for n, v in fields.get("nodes", {}).items()}
         return cls(**fields)

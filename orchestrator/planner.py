@@ -29,7 +29,7 @@ from pathlib import Path
 from .errors import RunError
 from .model import Endpoint, IpcSpec, NodeSpec, SocketSpec, Topology
 from .paths import IPC_PATH_MAX
-from .plan import IpcPlan, Plan, ReplicaPlan, SocketPlan
+from .plan import BackoffPlan, IpcPlan, NodePlan, Plan, ReadyPlan, ReplicaPlan, SocketPlan
 
 PortAllocator = Callable[[str], int]
 
@@ -106,7 +106,23 @@ def plan_run(
              for name, spec in topology.ipc.items()},
         tiers=dependency_tiers(topology),
         pythonpath=_pythonpath(topology, base, environ),
+        nodes={name: node_plan(node) for name, node in topology.nodes.items()},
     )
+
+
+def node_plan(node: NodeSpec) -> NodePlan:
+    """The supervisor's view of a node: restart policy, stop timeout, depends_on, readiness."""
+    ready = None
+    if node.ready is not None:
+        r = node.ready
+        ready = ReadyPlan(kind=r.kind, timeout=float(r.timeout), tcp=r.tcp, ipc=r.ipc,
+                          file=r.file, log=r.log,
+                          command=tuple(r.command) if r.command is not None else None)
+    b = node.backoff
+    return NodePlan(
+        restart=node.restart, backoff=BackoffPlan(float(b.initial), float(b.factor), float(b.max)),
+        max_restarts=int(node.max_restarts), restart_window=float(node.restart_window),
+        stop_timeout=float(node.stop_timeout), depends_on=tuple(node.depends_on), ready=ready)
 
 
 def _check_ipc_lengths(replicas: list[ReplicaPlan], run_id: str) -> None:

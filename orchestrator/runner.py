@@ -28,6 +28,7 @@ from .control import ControlServer
 from .errors import NotReady, UsageError
 from .eventloop import EventLoop
 from .output import JsonPrinter, Printer, use_color
+from .plan import Plan
 from .spawn import Spawner, set_subreaper
 from .startup import StartupWatch
 from .supervisor import Options, Replica, Supervisor
@@ -37,16 +38,23 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def up_from_cli(args: argparse.Namespace) -> int:
-    return up(
-        args.file,
-        run_id=args.run_id,
-        timeout=args.timeout,
-        exit_code_from=args.exit_code_from,
-        abort_on_failure=args.abort_on_failure,
-        no_color=args.no_color,
-        json_events=args.json,
-        reap_orphans=True,  # the `topo` process is ours alone: every child is a node's
-    )
+    """`topo up FILE`: validate and plan here, then run the plan in a lean process.
+
+    The supervisor forks every run node, and a fork copies the page tables of the
+    whole process: one that never imported the validator (pydantic and the
+    model) forks, and its children exit, markedly faster. So after planning this
+    process execs ``orchestrator.launch``, keeping its pid (the state file
+    already names it), its terminal and its environment.
+    """
+    plan = prepare(args.file, run_id=args.run_id, exit_code_from=args.exit_code_from)
+    settings = {
+        "timeout": args.timeout, "exit_code_from": args.exit_code_from,
+        "abort_on_failure": args.abort_on_failure, "no_color": args.no_color,
+        "json_events": args.json, "reap_orphans": True,  # every child of `topo` is a node's
+    }
+    from .launch import exec_launch
+
+    return exec_launch(plan, settings)
 
 
 def up(
@@ -63,21 +71,44 @@ def up(
     reap_orphans: bool = False,
     ready_hook: Callable[[Replica], None] | None = None,
     on_start: Callable[[Supervisor], None] | None = None,
-    on_run_dir: Callable[[Path], None] | None = None,
     on_up: Callable[[str], None] | None = None,
     wait_timeout: float | None = None,
     owner_pid: int | None = None,
     json_events: bool = False,
 ) -> int:
-    """Run a topology until it ends; return its exit code.
+    """Run a topology in this process until it ends; return its exit code.
 
     ``on_up(run_id)`` is called once every node is ready (see ``startup.py``);
     when given, a run that cannot get there is stopped and ``NotReady`` raised
-    with the reason. ``on_run_dir(path)`` is called once the run folder exists.
-    ``owner_pid``: the run stops when that process exits (the Python API's runs
-    end with the test process that started them, however it ends).
-    ``json_events``: stdout carries one JSON event per line (``output.JsonPrinter``).
+    with the reason. ``owner_pid``: the run stops when that process exits (the
+    Python API's runs end with the test process that started them, however it
+    ends). ``json_events``: stdout carries one JSON event per line
+    (``output.JsonPrinter``).
     """
+    plan = prepare(file, run_id=run_id, exit_code_from=exit_code_from, environ=environ, err=err)
+    return run_plan(
+        plan, timeout=timeout, exit_code_from=exit_code_from, abort_on_failure=abort_on_failure,
+        no_color=no_color, environ=environ, out=out, err=err, reap_orphans=reap_orphans,
+        hooks=Hooks(ready_hook, on_start, on_up, wait_timeout, owner_pid, json_events))
+
+
+def prepare(
+    file: str | os.PathLike[str],
+    *,
+    run_id: str | None = None,
+    exit_code_from: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    err: BinaryIO | None = None,
+    on_run_dir: Callable[[Path], None] | None = None,
+) -> Plan:
+    """Validate ``file``, claim its run folder and resolve its plan; nothing is started yet.
+
+    Raises ``InvalidTopology``, ``UsageError`` (a bad run id or ``--exit-code-from``
+    node) or ``RunAlive``. The folder is removed again if planning fails.
+    ``on_run_dir(path)`` is called once the folder exists.
+    """
+    from .planner import plan_run
+    from .rundir import create_run_dir, remove_run_dir
     from .validate import load_or_raise
 
     env = os.environ if environ is None else environ
@@ -87,6 +118,7 @@ def up(
     err_stream = err if err is not None else sys.stderr.buffer
     for d in loaded.diagnostics:
         err_stream.write(f"{d.format()}\n".encode())
+    err_stream.flush()
     run_id = run_id or topology.name
     if not _RUN_ID.match(run_id):
         raise UsageError(
@@ -96,41 +128,56 @@ def up(
         raise UsageError(
             f"--exit-code-from {exit_code_from}: the topology has no node by that name "
             f"(its nodes: {', '.join(topology.nodes)})")
-    from .planner import plan_run
-    from .rundir import create_run_dir, remove_run_dir, write_specs
-
     run_dir = paths.run_dir(run_id, env)
     create_run_dir(run_dir)
-    plan = None
-    ipc = None
     try:
         if on_run_dir is not None:
             on_run_dir(run_dir)
-        plan = plan_run(topology, Path(file).resolve(), run_id, run_dir, environ=env)
+        return plan_run(topology, Path(file).resolve(), run_id, run_dir, environ=env)
+    except BaseException:
+        remove_run_dir(run_dir)
+        raise
+
+
+def run_plan(
+    plan: Plan,
+    *,
+    timeout: float | None = None,
+    exit_code_from: str | None = None,
+    abort_on_failure: bool = False,
+    no_color: bool = False,
+    environ: Mapping[str, str] | None = None,
+    out: BinaryIO | None = None,
+    err: BinaryIO | None = None,
+    reap_orphans: bool = False,
+    hooks: Hooks | None = None,
+) -> int:
+    """Run a prepared plan until it ends, then remove everything it made; return the code."""
+    from .rundir import remove_run_dir, write_specs
+
+    env = os.environ if environ is None else environ
+    ipc = None
+    try:
         write_specs(plan)
         from .ipcres import create_for_run
 
         ipc = create_for_run(plan)  # before any node starts; IpcError removes what it made
         return _supervise(
-            plan, topology, env,
-            Options(timeout, exit_code_from, abort_on_failure),
+            plan, env, Options(timeout, exit_code_from, abort_on_failure),
             color=use_color(out if out is not None else sys.stdout, no_color, env),
-            out=out, err=err, reap_orphans=reap_orphans,
-            hooks=Hooks(ready_hook, on_start, on_up, wait_timeout, owner_pid, json_events),
-            ipc=ipc,
+            out=out, err=err, reap_orphans=reap_orphans, hooks=hooks or Hooks(), ipc=ipc,
         )
     finally:
         if ipc is not None:
             ipc.remove()  # every node is gone by now: _supervise killed the stragglers
         # Absolute ipc endpoints live outside the run folder; relative ones go with it.
-        binds = [ep[len("ipc://"):] for r in (plan.replicas if plan else ())
+        binds = [ep[len("ipc://"):] for r in plan.replicas
                  for sock in r.sockets for ep in sock.bind if ep.startswith("ipc://")]
-        remove_run_dir(run_dir, ipc_paths=binds)
+        remove_run_dir(Path(plan.run_dir), ipc_paths=binds)
 
 
 def _supervise(
-    plan: Any,
-    topology: Any,
+    plan: Plan,
     environ: Mapping[str, str],
     options: Options,
     *,
@@ -163,7 +210,7 @@ def _supervise(
     state = _StateFile(plan, spawner)
     state.base["ipc"] = ipc.records() if ipc is not None else []  # what `topo down` removes
     sup = Supervisor(
-        plan, topology, spawner=spawner, printer=printer, options=options,
+        plan, spawner=spawner, printer=printer, options=options,
         targets=targets, environ=environ, on_change=state.mark, ipc=ipc,
     )
     sup.ready_hook = hooks.ready_hook

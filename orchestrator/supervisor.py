@@ -61,7 +61,6 @@ class Supervisor(Commands, Readying, Shutdown):
     def __init__(
         self,
         plan: Plan,
-        topology: Any,
         *,
         spawner: SpawnerLike,
         printer: Printer,
@@ -88,7 +87,7 @@ class Supervisor(Commands, Readying, Shutdown):
         self.nodes: dict[str, list[Replica]] = {}
         self.deps: dict[str, list[str]] = {}
         for rp in plan.replicas:
-            spec = topology.nodes[rp.node]
+            spec = plan.nodes[rp.node]
             if rp.kind == "command":
                 probe = make_probe(spec.ready, cwd=rp.cwd, run_dir=plan.run_dir)
             else:  # ready when its b"R" arrives; `ready:` may only bound the wait

@@ -82,6 +82,11 @@ def test_up_d_ps_logs_restart_down(family: Path, no_leftovers: Leftovers) -> Non
     assert supervisor.pid != os.getsid(supervisor.pid)  # not a session leader: no tty to gain
     assert os.readlink(f"/proc/{supervisor.pid}/fd/0") == os.devnull
     assert os.readlink(f"/proc/{supervisor.pid}/fd/2").endswith("/d1/supervisor.log")
+    # The lean supervisor (launch.py): it forks the nodes without the validator in memory.
+    assert "from orchestrator.launch import main" in " ".join(supervisor.cmdline())
+    maps = Path(f"/proc/{supervisor.pid}/maps").read_text()
+    assert "pydantic" not in maps and "_yaml" not in maps
+    assert not (no_leftovers.root / "d1" / "launch.json").exists()
     view = ps(env, "d1")
     assert view["alive"] and [r["state"] for r in view["replicas"]] == ["ready"] * 3
     assert all(r["cpu_seconds"] is not None and r["rss_bytes"] > 0 for r in view["replicas"])

@@ -16,6 +16,7 @@ import pytest
 from orchestrator.model import Topology
 from orchestrator.output import Printer
 from orchestrator.plan import Plan, ReplicaPlan
+from orchestrator.planner import node_plan
 from orchestrator.spawn import Proc
 from orchestrator.supervisor import Options, Supervisor
 
@@ -80,10 +81,11 @@ def build(
 
     tiers = [tuple(n for n in topology.nodes if tier(n) == i)
              for i in range(1 + max(tier(n) for n in topology.nodes))]
-    plan = Plan("t", "/tmp/t", "/tmp/t.yaml", tuple(replicas), tiers=tuple(tiers))
+    plan = Plan("t", "/tmp/t", "/tmp/t.yaml", tuple(replicas), tiers=tuple(tiers),
+                nodes={name: node_plan(spec) for name, spec in topology.nodes.items()})
     spawner, clock, err = FakeSpawner(), Clock(), io.BytesIO()
     printer = Printer([r.name for r in replicas], out=io.BytesIO(), err=err)
-    sup = Supervisor(plan, topology, spawner=spawner, printer=printer, clock=clock,
+    sup = Supervisor(plan, spawner=spawner, printer=printer, clock=clock,
                      options=Options(**options), targets={"m:f": lambda node: 0},
                      run_child=lambda *a: 0, environ={})
     return sup, spawner, clock, err
