@@ -16,8 +16,10 @@ the same size:
   the policy restarts it at once) and time the kill to the new replica's ready
   byte; p50 and p95.
 - PSS of idle run nodes (``psutil ... memory_full_info().pss``), mean.
-- then ``bench/detached.py`` for the largest size: ``topo up -d``, idle
-  supervisor CPU, ``topo down``, and nodes gone after a SIGKILL of the supervisor.
+- then, for the largest size, ``bench/lean.py`` (run nodes started by `topo up`'s
+  lean supervisor, beside bare loops of a lean interpreter) and
+  ``bench/detached.py``: ``topo up -d``, idle supervisor CPU, ``topo down``, and
+  nodes gone after a SIGKILL of the supervisor.
 """
 
 from __future__ import annotations
@@ -264,7 +266,9 @@ def main() -> None:
         print(f"restart after SIGKILL, kill -> ready ({len(lat)} kills): "
               f"p50 {statistics.median(lat) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms")
     import detached  # the detached-run figures (bench/detached.py), on the largest size
+    import lean  # run nodes as `topo up` starts them (bench/lean.py)
 
+    print("\n".join(lean.run(sizes[-1])))
     print("\n".join(detached.run(sizes[-1], args.idle)))
 
 

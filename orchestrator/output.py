@@ -157,7 +157,8 @@ class JsonPrinter(Printer):
     Every object has ``ts`` (seconds since the epoch) and ``event``; replica
     events carry ``replica`` and ``node``. Events: ``started`` (pid), ``ready``,
     ``output`` (line), ``restarting`` (code, delay), ``exited`` (code),
-    ``failed`` (code, reason), ``run_ready``, ``run_ended`` (code). topo's own
+    ``failed`` (code, reason), ``run_started`` (replicas), ``run_ready``,
+    ``run_ended`` (code). topo's own
     sentences still go to stderr.
     """
 

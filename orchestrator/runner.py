@@ -241,6 +241,7 @@ def _supervise(
     try:
         state.sup = sup
         state.flush(force=True)
+        printer.record("run_started", run_id=plan.run_id, replicas=len(plan.replicas))
         code = loop.run()
         watch.check()  # the last turn of the loop may have ended the run without a look
         if detached and watch.failure is not None:

@@ -99,7 +99,8 @@ def test_up_json_prints_one_event_per_line(no_leftovers: Leftovers) -> None:
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     kinds = [e["event"] for e in events]
-    assert kinds[0] == "started" and kinds[-1] == "run_ended"
+    assert kinds[:2] == ["run_started", "started"] and kinds[-1] == "run_ended"
+    assert events[0]["replicas"] == 2
     assert events[-1]["code"] == 0 and events[-1]["run_id"] == "hello_reqrep"
     assert kinds.index("run_ready") > max(i for i, k in enumerate(kinds) if k == "ready")
     started = {e["replica"]: e["pid"] for e in events if e["event"] == "started"}
