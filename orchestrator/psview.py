@@ -105,12 +105,18 @@ def _print_view(view: dict[str, Any]) -> None:
     print_table(table)
     if view["ipc"]:
         print()
-        keys = sorted({k for res in view["ipc"] for k in res} - {"name", "type"})
+        present = {k for res in view["ipc"] for k in res}
+        keys = [k for k in _IPC_COLUMNS if k in present]
         rows = [["IPC", "TYPE", *(k.upper() for k in keys)]]
         for res in view["ipc"]:
             rows.append([str(res.get("name")), str(res.get("type")),
                          *(_cell(k, res.get(k)) for k in keys)])
         print_table(rows)
+
+
+# Who it is first (as `ipcs` shows it), then its live state.
+_IPC_COLUMNS = ("key", "id", "mode", "messages", "bytes", "max_bytes", "size", "attached",
+                "value", "live")
 
 
 def _cell(key: str, value: object) -> str:

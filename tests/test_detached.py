@@ -233,3 +233,32 @@ def test_gc_removes_dead_runs_only(family: Path, no_leftovers: Leftovers) -> Non
     assert not (no_leftovers.root / "dead").exists()
     assert ps(env, "live")["alive"]
     assert topo(env, "down", "live").returncode == 0
+
+
+def test_ps_shows_each_ipc_resource_with_its_live_state(
+    tmp_path: Path, no_leftovers: Leftovers
+) -> None:
+    path = topology(tmp_path, """
+        ipc:
+          jobs: {type: msgqueue, max_bytes: 4KiB}
+          frame: {type: shm, size: 64KiB}
+          room: {type: semaphore, value: 1}
+        nodes:
+          a:
+            run: tests.nodes.funcs:serve
+            ipc: [jobs, frame, room]
+    """, name="res")
+    env = no_leftovers.env()
+    assert topo(env, "up", "-d", str(path)).returncode == 0
+    try:
+        ipc = {r["name"]: r for r in ps(env, "res")["ipc"]}
+        assert ipc["jobs"]["max_bytes"] == 4096 and ipc["jobs"]["messages"] == 0
+        assert ipc["frame"]["size"] == 65536 and ipc["frame"]["attached"] == 1
+        assert ipc["room"]["value"] == 1 and ipc["room"]["mode"] == "0600"
+        table = topo(env, "ps", "res").stdout.splitlines()
+        header = next(line for line in table if line.startswith("IPC"))
+        assert header.split()[:5] == ["IPC", "TYPE", "KEY", "ID", "MODE"]
+        assert any(line.split()[:3] == ["jobs", "msgqueue", f"0x{ipc['jobs']['key']:08x}"]
+                   for line in table)
+    finally:
+        assert topo(env, "down", "res").returncode == 0
