@@ -9,7 +9,6 @@ psutil. The run's IPC resources follow, with their live state.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from typing import Any
 
@@ -25,7 +24,7 @@ def ps(target: str | None, *, as_json: bool) -> int:
     if target is None:
         runs = all_runs()
         if not runs:
-            print("no runs", file=sys.stderr)
+            print("[]" if as_json else "no runs")
             return 0
     else:
         runs = [find_run(target)]

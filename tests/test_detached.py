@@ -196,6 +196,7 @@ def test_a_foreground_run_is_reachable_too(family: Path, no_leftovers: Leftovers
     (["down", "nope"], 1, "no run named nope"),
     (["restart", "nope", "x"], 1, "no run named nope"),
     (["down"], 1, "no run is known"),
+    (["restart"], 2, "the following arguments are required: RUN, NODE"),
     (["logs", "--tail", "x"], 2, "expected a whole number"),
     (["ps", "../etc"], 2, "neither a run id nor a topology file"),
     (["up", "-d", "--exit-code-from", "a", "f.yaml"], 2, "cannot go with -d"),
@@ -220,6 +221,13 @@ def test_restart_of_an_unknown_node_and_ps_of_every_run(
         assert "run fam: alive" in topo(env, "ps").stdout
     finally:
         assert topo(env, "down", "fam").returncode == 0
+
+
+def test_with_no_run_ps_and_ls_say_so(no_leftovers: Leftovers) -> None:
+    env = no_leftovers.env()
+    assert topo(env, "ps").stdout == "no runs\n"
+    assert json.loads(topo(env, "ps", "--json").stdout) == []
+    assert json.loads(topo(env, "ls", "--json").stdout) == []
 
 
 def test_gc_removes_dead_runs_only(family: Path, no_leftovers: Leftovers) -> None:
