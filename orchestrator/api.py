@@ -87,6 +87,8 @@ class Run:
             raise RunError(f"run {run_id} has no state file in {self.folder}")
         self.file = str(state.get("file"))
         self._endpoints: dict[str, dict[str, dict[str, Any]]] = state.get("endpoints") or {}
+        self._ipc: dict[str, dict[str, Any]] = {
+            r["name"]: r for r in state.get("ipc") or () if isinstance(r, dict) and "name" in r}
         self._context: Any = None
         self._sockets: list[Any] = []
         self.closed = False
@@ -119,6 +121,16 @@ class Run:
     def endpoint(self, ref: str) -> str:
         """The resolved endpoint of ``node.socket`` (its first bind, else its first connect)."""
         return self.endpoints(ref)[0]
+
+    def ipc(self, name: str) -> dict[str, Any]:
+        """The IPC resource ``name`` as the run made it: ``type``, ``key`` and ``id`` (SysV),
+        ``path`` (fifo), ``mode``... Open a queue with ``sysv_ipc.MessageQueue(run.ipc(n)["key"])``.
+        """
+        try:
+            return dict(self._ipc[name])
+        except KeyError:
+            raise UsageError(f"run {self.run_id} has no IPC resource {name} "
+                             f"(its resources: {', '.join(self._ipc) or 'none'})") from None
 
     def socket_type(self, ref: str) -> str:
         return str(self._socket(ref)["type"])

@@ -28,6 +28,8 @@ def test_up_gives_endpoints_sockets_logs_and_replicas(no_leftovers: Leftovers) -
         assert run.endpoints("broker.backend@ipc") == [f"ipc://{run.folder}/backend"]
         assert run.endpoint("worker.1.jobs") == f"ipc://{run.folder}/backend"  # it connects
         assert run.socket_type("broker.frontend") == "ROUTER"
+        served = run.ipc("served")
+        assert served["type"] == "msgqueue" and served["key"] > 0 and served["id"] >= 0
         sock = run.connect("broker.frontend")
         assert sock.type == zmq.REQ
         sock.send(b"hi")
@@ -62,6 +64,8 @@ def test_bad_requests_are_clear(no_leftovers: Leftovers) -> None:
             run.connect("broker.frontend", "PUB")
         with pytest.raises(UsageError, match=r"no socket broker.nope \(its sockets: broker"):
             run.endpoint("broker.nope")
+        with pytest.raises(UsageError, match=r"no IPC resource nope \(its resources: served\)"):
+            run.ipc("nope")
         with pytest.raises(UsageError, match="has no tcp endpoint"):
             run.endpoint("broker.backend@tcp")
         with pytest.raises(TimeoutError, match=r"no line of worker.0 matched 'never'.*\n"

@@ -31,7 +31,7 @@ def test_two_xdist_sessions_started_at_once_both_pass(no_leftovers: Leftovers) -
     outputs = [s.communicate(timeout=120)[0] for s in sessions]
     for session, output in zip(sessions, outputs, strict=True):
         assert session.returncode == 0, output
-        assert "3 passed" in output
+        assert "4 passed" in output
 
 
 def session_file(tmp_path: Path, body: str) -> Path:

@@ -7,6 +7,8 @@ Each run has its own id, port and ipc folder, so these tests may run in parallel
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 pytestmark = pytest.mark.topology("topology.yaml", timeout=10)
@@ -23,6 +25,23 @@ def test_the_service_answers_in_upper_case(topology_run) -> None:
     answers = [ask(sock, f"hello {i}") for i in range(10)]
     assert [reply for reply, _ in answers] == [f"HELLO {i}" for i in range(10)]
     assert {worker for _, worker in answers} == {"worker.0", "worker.1"}  # round robin
+
+
+def test_every_request_is_posted_to_the_served_queue(topology_run) -> None:
+    import sysv_ipc
+
+    sock = topology_run.connect("broker.frontend")
+    for i in range(5):
+        ask(sock, f"job {i}")
+    queue = sysv_ipc.MessageQueue(topology_run.ipc("served")["key"])
+    posted = []
+    deadline = time.monotonic() + 5
+    while len(posted) < 5 and time.monotonic() < deadline:  # a worker posts after it replies
+        try:
+            posted.append(queue.receive(block=False)[0].decode().split(": ", 1)[1])
+        except sysv_ipc.BusyError:
+            time.sleep(0.01)
+    assert sorted(posted) == [f"job {i}" for i in range(5)]
 
 
 def test_a_crashed_worker_is_restarted(topology_run) -> None:
