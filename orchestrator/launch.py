@@ -106,6 +106,10 @@ class _Notify:
 
     def __init__(self, fd: int | None) -> None:
         self.fd = fd
+        if fd is not None:
+            # Inheritable only to cross the exec into this process: no command node gets it.
+            with contextlib.suppress(OSError):
+                os.set_inheritable(fd, False)
 
     def tell(self, message: dict[str, Any]) -> None:
         if self.fd is None:

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import psutil
 import pytest
 
 from orchestrator.procinfo import is_alive, proc_start
+from orchestrator.rundir import read_state, supervisor_alive
 from tests.conftest import Leftovers, wait_until
 
 from .test_up import REPO, TopoProcess, topology
@@ -67,6 +69,16 @@ def recorded(state_dir: Path, run: str) -> list[tuple[int, int | None]]:
     return found
 
 
+@pytest.fixture(autouse=True)
+def down_what_a_failed_test_left(no_leftovers: Leftovers) -> Iterator[None]:
+    """A detached run outlives a test that fails half-way: stop it before the leftover check."""
+    yield
+    for folder in no_leftovers.root.iterdir():
+        state = read_state(folder)
+        if state is not None and supervisor_alive(state):
+            topo(no_leftovers.env(), "down", folder.name)
+
+
 @pytest.fixture
 def family(tmp_path: Path) -> Path:
     return topology(tmp_path, BODY, name="fam")
@@ -87,6 +99,9 @@ def test_up_d_ps_logs_restart_down(family: Path, no_leftovers: Leftovers) -> Non
     maps = Path(f"/proc/{supervisor.pid}/maps").read_text()
     assert "pydantic" not in maps and "_yaml" not in maps
     assert not (no_leftovers.root / "d1" / "launch.json").exists()
+    tool = next(p for p, _ in recorded(no_leftovers.root, "d1")[1:]
+                if "tool up" in " ".join(psutil.Process(p).cmdline()))
+    assert sorted(int(fd) for fd in os.listdir(f"/proc/{tool}/fd")) == [0, 1, 2]  # no stray fds
     view = ps(env, "d1")
     assert view["alive"] and [r["state"] for r in view["replicas"]] == ["ready"] * 3
     assert all(r["cpu_seconds"] is not None and r["rss_bytes"] > 0 for r in view["replicas"])
