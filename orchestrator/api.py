@@ -28,11 +28,15 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from .errors import NotReady, RunError, UsageError
 from .zmqrules import PEERS
+
+_CLI = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+        "from orchestrator.cli import main; sys.exit(main(sys.argv[1:]))")
 
 # A fitting peer for each socket type when the caller does not name one: what a client
 # or a test probe of that socket would be.
@@ -63,7 +67,9 @@ def up(
     assert topology is not None
     if run_id is None:
         run_id = f"{topology.name[:40]}-{uuid.uuid4().hex[:8]}"
-    argv = [sys.executable, "-m", "orchestrator", "up", "-d", file, "-p", run_id,
+    # This very orchestrator package, wherever the caller imported it from.
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    argv = [sys.executable, "-c", _CLI, package_parent, "up", "-d", file, "-p", run_id,
             "--wait-timeout", str(timeout), "--owner-pid", str(os.getpid())]
     result = subprocess.run(argv, env=environ, capture_output=True, text=True, check=False)
     if result.returncode != 0:
