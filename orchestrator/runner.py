@@ -229,8 +229,10 @@ def _supervise(
                          on_ready=run_ready, stop_on_failure=detached)
 
     def before_wait() -> None:
+        changed = state.dirty  # a replica started, got ready or exited in this turn
         state.flush()
-        watch.check()
+        if changed:
+            watch.check()
 
     loop = EventLoop(sup, spawner, reap_orphans=reap_orphans, before_wait=before_wait)
     server = _control_server(plan.run_dir, sup, state, loop)
