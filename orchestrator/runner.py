@@ -17,14 +17,12 @@ import os
 import re
 import resource
 import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import paths
-from .control import ControlServer
 from .errors import NotReady, UsageError
 from .eventloop import EventLoop
 from .output import JsonPrinter, Printer, use_color
@@ -32,6 +30,7 @@ from .plan import Plan
 from .spawn import Spawner, set_subreaper
 from .startup import StartupWatch
 from .supervisor import Options, Replica, Supervisor
+from .wiring import StateFile, serve_control, watch_owner
 
 OUTPUT_LOG = "output.log"  # every replica's lines and topo's events, as `name | line`
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -207,7 +206,7 @@ def _supervise(
         log_paths={r.name: r.log_path for r in plan.replicas},
         merged_path=os.path.join(plan.run_dir, OUTPUT_LOG),
     )
-    state = _StateFile(plan, spawner)
+    state = StateFile(plan, spawner)
     state.base["ipc"] = ipc.records() if ipc is not None else []  # what `topo down` removes
     sup = Supervisor(
         plan, spawner=spawner, printer=printer, options=options,
@@ -235,8 +234,8 @@ def _supervise(
             watch.check()
 
     loop = EventLoop(sup, spawner, reap_orphans=reap_orphans, before_wait=before_wait)
-    server = _control_server(plan.run_dir, sup, state, loop)
-    owner = _watch_owner(hooks.owner_pid, sup, loop)
+    server = serve_control(plan.run_dir, sup, state, loop)
+    owner = watch_owner(hooks.owner_pid, sup, loop)
     if hooks.on_start is not None:
         hooks.on_start(sup)
     code = 1
@@ -277,55 +276,6 @@ class Hooks:
     json_events: bool = False
 
 
-def _watch_owner(pid: int | None, sup: Supervisor, loop: EventLoop) -> int | None:
-    """Stop the run as soon as process ``pid`` exits (its pidfd turns readable)."""
-    if pid is None:
-        return None
-    why = f"the process that started the run (pid {pid}) exited; stopping"
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        sup.call_at(sup.clock(), lambda: sup.stop(why))
-        return None
-
-    def gone(_: int) -> None:
-        loop.remove_reader(fd)
-        sup.stop(why)
-
-    loop.add_reader(fd, gone)
-    return fd
-
-
-def _control_server(run_dir: str, sup: Supervisor, state: _StateFile,
-                    loop: EventLoop) -> ControlServer:
-    """The run's control socket, answered from inside the event loop (see ``control.py``)."""
-
-    def handle(request: dict[str, Any]) -> dict[str, Any]:
-        cmd = request.get("cmd")
-        if cmd == "ps":
-            return {"ok": True, **state.base, **sup.state()}
-        if cmd == "restart":
-            targets = request.get("targets")
-            if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
-                return {"ok": False, "error": "restart needs a list of node names"}
-            try:
-                return {"ok": True, "restarting": sup.restart(targets)}
-            except KeyError as exc:
-                return {"ok": False, "error": (
-                    f"run {sup.plan.run_id} has no node or replica named {exc.args[0]} "
-                    f"(its nodes: {', '.join(sup.nodes)})")}
-        if cmd == "down":
-            sup.stop("stopping (topo down)", code=0)
-            return {"ok": True}
-        return {"ok": False, "error": f"unknown request {cmd!r}"}
-
-    server = ControlServer(run_dir, handle)
-    server.on_client = lambda fd: loop.add_reader(fd, server.on_readable)
-    server.on_gone = loop.remove_reader
-    loop.add_reader(server.fileno(), server.on_readable)
-    return server
-
-
 def _raise_nofile() -> tuple[int, int] | None:
     """Lift the soft fd limit (3 fds per replica); return the old one to restore."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -334,42 +284,3 @@ def _raise_nofile() -> tuple[int, int] | None:
         return None
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     return (soft, hard)
-
-
-class _StateFile:
-    """state.json, rewritten (atomically) at most once per loop turn, when pids changed."""
-
-    def __init__(self, plan: Any, spawner: Spawner) -> None:
-        self.plan = plan
-        self.spawner = spawner
-        self.sup: Supervisor | None = None
-        self.dirty = True
-        from .rundir import me
-
-        self.base = {
-            "run_id": plan.run_id,
-            "file": plan.file,
-            "run_dir": plan.run_dir,
-            "supervisor": me(),
-            "guardian": spawner.guardian_pid,
-            "started": time.time(),
-            "endpoints": {
-                r.name: {s.name: {"type": s.type, "bind": list(s.bind),
-                                  "connect": list(s.connect)}
-                         for s in r.sockets}
-                for r in plan.replicas
-            },
-        }
-
-    def mark(self, _: Supervisor) -> None:
-        self.dirty = True
-
-    def flush(self, force: bool = False) -> None:
-        if not (self.dirty or force) or self.sup is None:
-            return
-        if self.sup.stopping and not force:
-            return  # every node is on its way out: `topo down` waits for us, not for this file
-        from .rundir import write_state
-
-        write_state(Path(self.plan.run_dir), {**self.base, **self.sup.state()})
-        self.dirty = False
