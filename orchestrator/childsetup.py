@@ -28,6 +28,7 @@ from typing import NoReturn
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 _libc = ctypes.CDLL(None, use_errno=True)
 # Signals the supervisor (or Python itself) changes and a child must see at their default.
 _RESET_SIGNALS = (
@@ -40,6 +41,13 @@ def prctl(option: int, arg: int) -> None:
     if _libc.prctl(option, arg, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+def prctl_get(option: int) -> int:
+    """A ``PR_GET_*`` value that prctl writes through a pointer (0 when it fails)."""
+    value = ctypes.c_int(0)
+    _libc.prctl(option, ctypes.byref(value), 0, 0, 0)
+    return value.value
 
 
 def run_function(

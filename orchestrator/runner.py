@@ -199,8 +199,9 @@ def _supervise(
     run_dir_env = next((r.env["TOPO_RUN_DIR"] for r in plan.replicas if "TOPO_RUN_DIR" in r.env),
                        plan.run_dir)
     spawner = Spawner(nofile=nofile, marker=f"TOPO_RUN_DIR={run_dir_env}")
+    was_subreaper = True  # unknown: leave it as it is
     with contextlib.suppress(OSError):
-        set_subreaper()
+        was_subreaper = set_subreaper()
     printer = (JsonPrinter if hooks.json_events else Printer)(
         [r.name for r in plan.replicas], out=out, err=err, color=color and not hooks.json_events,
         log_paths={r.name: r.log_path for r in plan.replicas},
@@ -260,6 +261,9 @@ def _supervise(
         spawner.close()
         printer.close()
         gc.unfreeze()
+        if not was_subreaper:  # an in-process caller (tests, the bench) gets its setting back
+            with contextlib.suppress(OSError):
+                set_subreaper(False)
         if nofile is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
 

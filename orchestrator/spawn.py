@@ -21,13 +21,27 @@ from dataclasses import dataclass
 
 import psutil
 
-from .childsetup import PR_SET_CHILD_SUBREAPER, exec_program, prctl, run_function
+from .childsetup import (
+    PR_GET_CHILD_SUBREAPER,
+    PR_SET_CHILD_SUBREAPER,
+    exec_program,
+    prctl,
+    prctl_get,
+    run_function,
+)
 from .guardian import fork_guardian
 
 
-def set_subreaper() -> None:
-    """Orphaned grandchildren re-parent to us, so we can see and reap them."""
-    prctl(PR_SET_CHILD_SUBREAPER, 1)
+def set_subreaper(on: bool = True) -> bool:
+    """Orphaned grandchildren re-parent to us, so we can see and reap them.
+
+    Returns whether this process was a subreaper before, so a caller that runs
+    a topology in-process (tests, the bench) can give the setting back: a
+    subreaper that no longer reaps collects zombies.
+    """
+    was = bool(prctl_get(PR_GET_CHILD_SUBREAPER))
+    prctl(PR_SET_CHILD_SUBREAPER, int(on))
+    return was
 
 
 def exit_code(status: int) -> int:

@@ -337,3 +337,19 @@ def test_an_in_process_run_leaves_the_callers_own_children_alone(
     finally:
         mine.kill()
         mine.wait(5)
+
+
+def test_an_in_process_run_gives_the_subreaper_setting_back(
+    tmp_path: Path, no_leftovers: Leftovers
+) -> None:
+    # A caller left as a subreaper adopts every orphan of its other children and, not
+    # reaping them, collects zombies.
+    from orchestrator.childsetup import PR_GET_CHILD_SUBREAPER, prctl_get
+
+    path = topology(tmp_path, f"""
+        nodes:
+          a: {{run: "{FUNCS}:ok", restart: never}}
+        """)
+    assert prctl_get(PR_GET_CHILD_SUBREAPER) == 0
+    assert run_up(path)[0] == 0
+    assert prctl_get(PR_GET_CHILD_SUBREAPER) == 0
