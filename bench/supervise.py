@@ -127,40 +127,37 @@ def _finish(t0: float, pids: list[int], r: int, w: int, *, kill: bool) -> float:
     return elapsed
 
 
-def bare_fork(n: int) -> float:
+def _bare_forks(n: int, child: Any, *, kill: bool) -> float:
+    """Fork ``n`` children running ``child(w)`` (which writes b"R" to ``w``) until all wrote."""
     r, w = os.pipe()
     t0 = time.perf_counter()
     pids = []
     for _ in range(n):
         pid = os.fork()
         if pid == 0:
-            os.write(w, b"R")
+            child(w)
             os._exit(0)
         pids.append(pid)
     while n > 0:
         n -= len(os.read(r, 4096))
-    return _finish(t0, pids, r, w, kill=False)
+    return _finish(t0, pids, r, w, kill=kill)
+
+
+def bare_fork(n: int) -> float:
+    return _bare_forks(n, lambda w: os.write(w, b"R"), kill=False)
 
 
 def bare_fork_zmq(n: int) -> float:
     """A second reference: children stay alive and each makes a context and a socket."""
     import zmq
 
-    r, w = os.pipe()
-    t0 = time.perf_counter()
-    pids = []
-    for _ in range(n):
-        pid = os.fork()
-        if pid == 0:
-            ctx = zmq.Context()
-            ctx.socket(zmq.PUSH).connect("ipc:///nonexistent/topo-bench")
-            os.write(w, b"R")
-            signal.pause()
-            os._exit(0)
-        pids.append(pid)
-    while n > 0:
-        n -= len(os.read(r, 4096))
-    return _finish(t0, pids, r, w, kill=True)
+    def child(w: int) -> None:
+        ctx = zmq.Context()
+        ctx.socket(zmq.PUSH).connect("ipc:///nonexistent/topo-bench")
+        os.write(w, b"R")
+        signal.pause()
+
+    return _bare_forks(n, child, kill=True)
 
 
 def bare_exec(n: int) -> float:
