@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -207,3 +208,37 @@ def test_graph_of_every_teaching_topology_as_a_program() -> None:
                                 cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("flowchart LR\n")
+
+
+def test_the_program_keeps_its_output_and_exit_status(tmp_path: Path) -> None:
+    """`topo` leaves through os._exit: what it printed still arrives, the status is main's."""
+    from importlib.metadata import version
+
+    def topo(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "orchestrator", *argv], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    shown = topo("--version")
+    assert (shown.returncode, shown.stdout, shown.stderr) == (0, f"topo {version('topo')}\n", "")
+    assert topo("--help").stdout.startswith("usage: topo")
+    schema = topo("schema")
+    assert schema.returncode == 0 and json.loads(schema.stdout)["title"]  # 28 kB, all of it
+    (tmp_path / "bad.yaml").write_text(BAD, encoding="utf-8")
+    invalid = topo("validate", "bad.yaml")
+    assert invalid.returncode == 1 and "E121" in invalid.stdout
+    assert topo("nosuch").returncode == 2
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["ls"], ["schema"]])
+def test_a_closed_pipe_ends_the_program_quietly(tmp_path: Path, argv: list[str]) -> None:
+    """`topo ls | true`: the reader is gone before the output is flushed; no error report."""
+    r, w = os.pipe()
+    os.close(r)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout buffered
+    env["TOPO_STATE_DIR"] = str(tmp_path)
+    try:
+        result = subprocess.run([sys.executable, "-m", "orchestrator", *argv], stdout=w,
+                                stderr=subprocess.PIPE, env=env, timeout=60, check=False)
+    finally:
+        os.close(w)
+    assert (result.returncode, result.stderr) == (0, b"")
