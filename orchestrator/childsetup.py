@@ -22,7 +22,6 @@ import os
 import resource
 import signal
 import sys
-import traceback
 from collections.abc import Callable, Set
 from typing import NoReturn
 
@@ -67,6 +66,8 @@ def run_function(
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:
+        import traceback  # only here: the supervisor, whose pages a node shares, never needs it
+
         traceback.print_exc()
     finally:
         for stream in (sys.stdout, sys.stderr):

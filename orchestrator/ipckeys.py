@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import itertools
 import socket
 from collections.abc import Container, Iterator, Mapping
@@ -74,6 +73,8 @@ def keys_in_use(root: Path = PROC) -> set[int]:
 
 def auto_key_candidates(run_id: str, name: str) -> Iterator[int]:
     """Keys for resource ``name`` of run ``run_id``, best first: the same inputs, the same keys."""
+    import hashlib  # only for runs with IPC resources: the supervisor's pages stay smaller
+
     for attempt in itertools.count():
         digest = hashlib.blake2b(f"topo\0{run_id}\0{name}\0{attempt}".encode(),
                                  digest_size=4).digest()

@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -68,6 +67,8 @@ def main(path: str) -> NoReturn:
     except KeyboardInterrupt:
         code = 130
     except BaseException:  # noqa: BLE001 - told to the waiting `topo`, logged for a bug report
+        import traceback
+
         traceback.print_exc()
         notify.tell({"ok": False, "error": "internal error in the supervisor: "
                      + traceback.format_exc(limit=1).strip().splitlines()[-1], "code": 1})

@@ -12,18 +12,15 @@ cost of a forked node). Its sockets are built in ``sockets.py``.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib
 import json
-import logging
 import os
 import signal
 import sys
 import threading
-import traceback
 from collections.abc import Callable, Mapping
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -31,6 +28,9 @@ from .errors import RunError
 from .plan import Plan, ReplicaPlan
 from .sockets import build_sockets as build_sockets  # re-exported: callers import it from here
 from .sockets import unlink_ipc
+
+if TYPE_CHECKING:
+    import logging
 
 NodeFunction = Callable[["Node"], "int | None"]
 _REDELIVER_FIRST = 0.002  # seconds the handler gets before the stop signal is sent again
@@ -91,6 +91,8 @@ class Node:
     def log(self) -> logging.Logger:
         # Made on first use: most nodes never log, and a restart must stay cheap.
         if self._log is None:
+            import logging  # not in the supervisor, whose pages every run node shares
+
             log = logging.getLogger(f"topo.node.{self.full_name}")
             if not log.handlers:
                 handler = logging.StreamHandler(sys.stderr)
@@ -255,6 +257,8 @@ def import_target(target: str, node: str) -> NodeFunction:
     for part in attr_path.split("."):
         if not hasattr(obj, part):
             names = [n for n in dir(obj) if not n.startswith("_")]
+            import difflib
+
             close = difflib.get_close_matches(part, names, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             owner = f"module {module_name!r}" if obj is module else repr(obj)
@@ -318,6 +322,8 @@ def _call(node: Node, target: NodeFunction, stop_signal: int, ready_fd: int | No
     except SystemExit as exc:
         return exit_status(exc.code)
     except BaseException:  # noqa: BLE001 - the node's failure, reported as its exit status
+        import traceback
+
         traceback.print_exc()
         return 1
     finally:

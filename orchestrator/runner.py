@@ -10,7 +10,6 @@ before anything starts; an unknown ``--exit-code-from`` node is a
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
 import os
@@ -20,7 +19,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from . import paths
 from .errors import NotReady, UsageError
@@ -31,6 +30,9 @@ from .spawn import Spawner, set_subreaper
 from .startup import StartupWatch
 from .supervisor import Options, Replica, Supervisor
 from .wiring import StateFile, serve_control, watch_owner
+
+if TYPE_CHECKING:  # the lean supervisor imports this module: no argparse there
+    import argparse
 
 OUTPUT_LOG = "output.log"  # every replica's lines and topo's events, as `name | line`
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
