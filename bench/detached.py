@@ -8,7 +8,10 @@ would, on a run of N idle ``run`` nodes:
 - supervisor CPU while the nodes idle for ``--idle`` seconds (user + system of
   the supervisor and its guardian, from psutil), as a share of one core;
 - ``topo down``: wall time of the command, until the run folder is gone; next
-  to it, the start-up time of ``python -c pass`` and of ``topo --version``;
+  to it, the start-up time of ``python -c pass`` and of ``topo --version``; then
+  the same for N ``command`` nodes (the program of ``bench/compare.py``: a ZeroMQ
+  PUSH socket, no SIGTERM handler), the kind of node supervisord, circus and
+  honcho run;
 - SIGKILL of the supervisor of a second run: time until every recorded node
   process is gone, then whether ``topo down`` exits 0 and leaves no folder.
 """
@@ -35,11 +38,19 @@ from orchestrator.procinfo import is_alive  # noqa: E402
 TOPO = [sys.executable, "-m", "orchestrator"]
 
 
-def topology(folder: Path, n: int) -> Path:
-    """The same N idle run nodes (and their sink) as ``bench/supervise.py``'s run nodes."""
-    import supervise
+def topology(folder: Path, n: int, kind: str = "run") -> Path:
+    """N idle run nodes (and their sink) as ``bench/supervise.py``'s, or N command nodes."""
+    if kind == "run":
+        import supervise
 
-    return supervise.topology(folder, "run", n)
+        return supervise.topology(folder, "run", n)
+    from compare import NODE
+
+    (folder / "node.py").write_text(NODE)
+    path = folder / f"command{n}.yaml"
+    path.write_text(f"nodes:\n  w:\n    command: [{sys.executable}, {folder}/node.py, w, "
+                    f"{folder}/sink]\n    replicas: {n}\n    ready: {{log: '^up$'}}\n")
+    return path
 
 
 def timed(*args: str) -> float:
@@ -96,6 +107,9 @@ def run(nodes: int, idle: float) -> list[str]:
         out.append(f"topo down, {nodes + 1} run nodes: {t_down:.3f}s "
                    f"(python -c pass: {startup([sys.executable, '-c', 'pass']):.3f}s, "
                    f"topo --version: {startup([*TOPO, '--version']):.3f}s)")
+        timed("up", "-d", str(topology(folder, nodes, "command")), "-p", "c")
+        time.sleep(idle)  # the same idle window before the stop
+        out.append(f"topo down, {nodes} command nodes: {timed('down', 'c'):.3f}s")
 
         timed("up", "-d", str(path), "-p", "b")
         st = state("b")
