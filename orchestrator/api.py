@@ -217,7 +217,7 @@ class Run:
     # -- logs -------------------------------------------------------------------------------------
     def logs(self, replica: str | None = None) -> list[str]:
         """Lines written so far by a replica (``node.N``), a node's replicas, or everyone."""
-        from .runner import OUTPUT_LOG
+        from .paths import OUTPUT_LOG
 
         try:
             data = (self.folder / OUTPUT_LOG).read_bytes()

@@ -19,8 +19,8 @@ from typing import Any, BinaryIO
 
 from .errors import ControlError
 from .output import Printer, use_color
+from .paths import OUTPUT_LOG
 from .rundir import supervisor_of
-from .runner import OUTPUT_LOG
 from .runs import find_run
 
 _FOLLOW_TICK = 0.1  # seconds between looks at the file while the supervisor lives

@@ -8,6 +8,8 @@ from pathlib import Path
 
 # sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
 IPC_PATH_MAX = 107
+# In a run folder: every replica's lines and topo's events, as `name | line`.
+OUTPUT_LOG = "output.log"
 
 
 def state_root(environ: Mapping[str, str] | None = None) -> Path:

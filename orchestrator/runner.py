@@ -25,6 +25,7 @@ from . import paths
 from .errors import NotReady, UsageError
 from .eventloop import EventLoop
 from .output import JsonPrinter, Printer, use_color
+from .paths import OUTPUT_LOG
 from .plan import Plan
 from .spawn import Spawner, set_subreaper
 from .startup import StartupWatch
@@ -34,7 +35,6 @@ from .wiring import StateFile, serve_control, watch_owner
 if TYPE_CHECKING:  # the lean supervisor imports this module: no argparse there
     import argparse
 
-OUTPUT_LOG = "output.log"  # every replica's lines and topo's events, as `name | line`
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 

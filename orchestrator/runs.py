@@ -24,6 +24,7 @@ from typing import Any
 from . import paths
 from .control import request
 from .errors import ControlError, RunError, UsageError
+from .paths import OUTPUT_LOG
 from .rundir import clean_leftovers, read_state, supervisor_alive, supervisor_of
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -157,6 +158,7 @@ def _stop_supervisor(run: Run) -> None:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         return
+    events = _open_at_end(run.folder / OUTPUT_LOG)  # still readable once the folder is gone
     try:
         budget = float(run.state.get("stop_budget") or 30.0) + _DOWN_GRACE
         try:
@@ -170,6 +172,31 @@ def _stop_supervisor(run: Run) -> None:
             select.select([pidfd], [], [], 5.0)
     finally:
         os.close(pidfd)
+        if events is not None:
+            _tell_forced_stops(events)
+
+
+def _open_at_end(path: Path) -> int | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    os.lseek(fd, 0, os.SEEK_END)
+    return fd
+
+
+def _tell_forced_stops(fd: int) -> None:
+    """Say which nodes had to be killed while the run stopped: why `down` took its time."""
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    for line in b"".join(chunks).decode(errors="replace").splitlines():
+        head, sep, message = line.partition(" | ")
+        if sep and head.strip() == "topo" and "SIGKILL" in message:
+            print(f"topo: {message}", file=sys.stderr)
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -179,6 +179,28 @@ def test_sigkill_of_the_supervisor_then_ps_shows_it_dead_and_down_cleans(
     assert not (no_leftovers.root / "fam").exists()
 
 
+def test_down_names_the_nodes_it_had_to_kill(tmp_path: Path, no_leftovers: Leftovers) -> None:
+    """A node that ignores SIGTERM makes `down` wait its stop_timeout: `down` says so."""
+    path = topology(tmp_path, f"""
+        nodes:
+          fine:
+            run: tests.nodes.funcs:serve
+          deaf:
+            command: [{sys.executable}, -c, "import signal, time;
+              signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True);
+              time.sleep(60)"]
+            ready: {{log: "^up$"}}
+            stop_timeout: 300ms
+    """, name="deaf")
+    env = no_leftovers.env()
+    assert topo(env, "up", "-d", str(path)).returncode == 0
+    down = topo(env, "down", "deaf")
+    assert down.returncode == 0, down.stderr
+    assert down.stderr.splitlines() == [
+        "topo: deaf.0 still running 0.3s after SIGTERM; sending SIGKILL", "run deaf is down"]
+    assert not (no_leftovers.root / "deaf").exists()
+
+
 def test_up_over_a_dead_run_of_the_same_id_cleans_it_first(
     family: Path, no_leftovers: Leftovers
 ) -> None:
