@@ -153,7 +153,11 @@ def run() -> NoReturn:
     try:
         code = main()
     except SystemExit as exc:  # --help and --version end in argparse
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:  # as the interpreter does with sys.exit("message")
+            print(exc.code, file=sys.stderr)
+            code = 1
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(BrokenPipeError, ValueError):  # `topo ps | head` closed it
             stream.flush()
