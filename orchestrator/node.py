@@ -1,18 +1,18 @@
 """The node side of a run (SPEC §4): the ``Node`` object and the child's life.
 
-The supervisor calls ``preload`` once before forking, so every child shares the
-imported code; ``run_child`` then runs inside each forked child. A ``command``
+The supervisor calls ``preload`` (``targets.py``) once before forking, so every child
+shares the imported code; ``run_child`` then runs inside each forked child. A ``command``
 node that is a Python program calls ``from_env()`` to get the same ``Node``.
 
 ``run_child`` is on the hot path of starting and restarting nodes: it imports
 nothing and touches as little memory as it can (copy-on-write pages are the
-cost of a forked node). Its sockets are built in ``sockets.py``.
+cost of a forked node). Its sockets are built in ``sockets.py``, its stop signal is
+handled in ``stopsignal.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import os
 import signal
@@ -28,13 +28,14 @@ from .errors import RunError
 from .plan import Plan, ReplicaPlan
 from .sockets import build_sockets as build_sockets  # re-exported: callers import it from here
 from .sockets import unlink_ipc
+from .stopsignal import set_from_handler, watch_stop
+from .targets import import_target as import_target  # re-exported, as before
+from .targets import preload as preload
 
 if TYPE_CHECKING:
     import logging
 
 NodeFunction = Callable[["Node"], "int | None"]
-_REDELIVER_FIRST = 0.002  # seconds the handler gets before the stop signal is sent again
-_REDELIVER_MAX = 0.1
 
 
 class Node:
@@ -137,136 +138,16 @@ class Node:
         """Handle the stop signal from now on: set ``stopping``, interrupt while armed."""
         signal.signal(signum, self._on_stop)
         self._armed = True
-        self._unwatch = _watch_stop(self, signum)
+        self._unwatch = watch_stop(self.stopping, signum)
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
-        _set_from_handler(self.stopping)
+        set_from_handler(self.stopping)
         if self._armed and self.interrupt_on_stop:
             self._armed = False  # once: a second signal must not interrupt the clean-up
             raise SystemExit(0)
 
     def __repr__(self) -> str:
         return f"<Node {self.full_name} of run {self.run_id}>"
-
-
-def _set_from_handler(event: threading.Event) -> None:
-    # Event.set takes a non-reentrant lock; if the main thread holds it (inside
-    # wait() or is_set()) when the signal arrives, setting it here would deadlock.
-    cond = getattr(event, "_cond", None)
-    if cond is None or not hasattr(event, "_flag"):
-        event.set()
-    elif cond.acquire(blocking=False):
-        try:
-            event._flag = True
-            cond.notify_all()
-        finally:
-            cond.release()
-    else:
-        threading.Thread(target=event.set, daemon=True).start()
-
-
-def _watch_stop(node: Node, signum: int) -> Callable[[], None] | None:
-    """Make sure the stop handler runs even when the signal lands while libzmq is busy.
-
-    CPython runs a handler only once the main thread is back in Python. A signal
-    that arrives while libzmq works towards its poll() brings no EINTR, and a
-    node blocked in recv (or zmq.proxy) would sit there until SIGKILL. The
-    signal's wake-up byte wakes a watcher thread, which sends the signal to the
-    main thread again until the handler has run. Nothing is done when someone
-    else (asyncio) owns the wake-up fd: their loop wakes up on it instead.
-    """
-    r, w = os.pipe()
-    os.set_blocking(w, False)
-    try:
-        old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-    except ValueError:  # not the main thread: no handler runs here anyway
-        old = None
-    if old != -1:
-        if old is not None:
-            signal.set_wakeup_fd(old)
-        os.close(r)
-        os.close(w)
-        return None
-    main = threading.get_ident()
-    threading.Thread(target=_redeliver, args=(node, signum, r, main), daemon=True,
-                     name="topo-stop").start()
-
-    def unwatch() -> None:
-        if signal.set_wakeup_fd(-1) != w:  # someone replaced ours meanwhile: give theirs back
-            signal.set_wakeup_fd(old)
-        os.close(w)  # EOF: the watcher ends
-
-    return unwatch
-
-
-def _redeliver(node: Node, signum: int, r: int, main: int) -> None:
-    try:
-        while data := os.read(r, 64):
-            if signum not in data:
-                continue
-            delay = _REDELIVER_FIRST
-            while not node.stopping.wait(delay):
-                try:
-                    signal.pthread_kill(main, signum)  # now it finds the main thread in poll()
-                except OSError:  # the main thread is gone: the process is ending anyway
-                    return
-                delay = min(delay * 2, _REDELIVER_MAX)
-    finally:
-        os.close(r)
-
-
-# -- loading node functions -----------------------------------------------------------------------
-
-
-def preload(plan: Plan) -> dict[str, NodeFunction]:
-    """Import every node function and role of ``plan``.
-
-    Returns the callables by the ``run`` string, or ``role:<name>`` for roles.
-    ``plan.pythonpath`` goes to the front of ``sys.path`` first, in order.
-    """
-    from .roles import ROLES
-
-    front = list(plan.pythonpath)
-    sys.path[:] = front + [p for p in sys.path if p not in front]
-    targets: dict[str, NodeFunction] = {}
-    for replica in plan.replicas:
-        if replica.kind == "role" and replica.role is not None:
-            key = f"role:{replica.role}"
-            if key not in targets:
-                if replica.role not in ROLES:
-                    known = ", ".join(sorted(ROLES))
-                    raise RunError(f"node {replica.node} uses unknown role {replica.role!r}; "
-                                   f"the roles are {known}")
-                targets[key] = ROLES[replica.role]
-        elif replica.kind == "run" and replica.run is not None and replica.run not in targets:
-            targets[replica.run] = import_target(replica.run, replica.node)
-    return targets
-
-
-def import_target(target: str, node: str) -> NodeFunction:
-    """``module:function`` (or ``module:Class.method``) -> the callable, or ``RunError``."""
-    module_name, _, attr_path = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except BaseException as exc:  # noqa: BLE001 - a module may raise anything, SystemExit included
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        detail = str(exc) if isinstance(exc, ImportError) else f"{type(exc).__name__}: {exc}"
-        raise RunError(f"cannot import module {module_name!r} for node {node}: {detail}") from None
-    obj: Any = module
-    for part in attr_path.split("."):
-        if not hasattr(obj, part):
-            names = [n for n in dir(obj) if not n.startswith("_")]
-            import difflib
-
-            close = difflib.get_close_matches(part, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            owner = f"module {module_name!r}" if obj is module else repr(obj)
-            raise RunError(f"{owner} has no function {part!r} (node {node}){hint}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise RunError(f"{target} is not a function (node {node}): it is a {type(obj).__name__}")
-    return obj  # type: ignore[no-any-return]
 
 
 # -- inside the child -----------------------------------------------------------------------------

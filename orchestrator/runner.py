@@ -191,7 +191,7 @@ def _supervise(
 ) -> int:
     targets: dict[str, Callable[..., Any]] = {}
     if any(r.kind != "command" for r in plan.replicas):
-        from .node import preload
+        from .targets import preload
 
         targets = preload(plan)  # imports once, here, so every fork shares the pages
     nofile = _raise_nofile()

@@ -28,7 +28,6 @@ import zmq
 from orchestrator.errors import RunError
 from orchestrator.node import (
     Node,
-    _set_from_handler,
     build_sockets,
     exit_status,
     from_env,
@@ -37,6 +36,7 @@ from orchestrator.node import (
 )
 from orchestrator.plan import Plan, ReplicaPlan, SocketPlan
 from orchestrator.rundir import write_specs
+from orchestrator.stopsignal import set_from_handler
 
 DEADLINE = 5.0  # seconds any single wait may take before the test fails
 
@@ -372,10 +372,10 @@ def test_the_stop_handler_sets_stopping_even_while_its_lock_is_held() -> None:
     # A signal may land while the main thread is inside stopping.wait() holding the lock.
     event = threading.Event()
     with event._cond:  # type: ignore[attr-defined]
-        _set_from_handler(event)  # must not deadlock
+        set_from_handler(event)  # must not deadlock
     assert event.wait(DEADLINE)
     event = threading.Event()
-    _set_from_handler(event)
+    set_from_handler(event)
     assert event.is_set()
 
 
