@@ -19,8 +19,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import psutil
-
 from .childsetup import (
     PR_GET_CHILD_SUBREAPER,
     PR_SET_CHILD_SUBREAPER,
@@ -30,6 +28,7 @@ from .childsetup import (
     run_function,
 )
 from .guardian import fork_guardian
+from .procinfo import child_map, subtree
 
 
 def set_subreaper(on: bool = True) -> bool:
@@ -284,29 +283,25 @@ class Spawner:
         for pgid in list(self.groups):
             self.signal_group(pgid, signal.SIGKILL)
             self.group_gone(pgid)
-        rest: list[psutil.Process] = []
-        try:
-            for child in psutil.Process().children():
-                if child.pid != self._guardian_pid and (all_children or self._ours(child)):
-                    rest.append(child)
-                    with contextlib.suppress(psutil.Error):
-                        rest.extend(child.children(recursive=True))
-        except psutil.Error:
-            pass
-        for p in rest:
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-        wait_gone([p.pid for p in rest], time.monotonic() + timeout)
-        for p in rest:
-            self.reap(p.pid)
+        kids = child_map()
+        rest: list[int] = []
+        for child in kids.get(os.getpid(), ()):
+            if child != self._guardian_pid and (all_children or self._ours(child)):
+                rest.extend(subtree(kids, child))
+        for pid in rest:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        wait_gone(rest, time.monotonic() + timeout)
+        for pid in rest:
+            self.reap(pid)
 
-    def _ours(self, p: psutil.Process) -> bool:
-        if p.pid in self.spawned:
+    def _ours(self, pid: int) -> bool:
+        if pid in self.spawned:
             return True
         try:
-            if os.getpgid(p.pid) in self.spawned:
+            if os.getpgid(pid) in self.spawned:
                 return True
-            with open(f"/proc/{p.pid}/environ", "rb") as f:
+            with open(f"/proc/{pid}/environ", "rb") as f:
                 return bool(self._marker) and b"\0" + self._marker + b"\0" in b"\0" + f.read()
         except OSError:
             return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 
 from orchestrator.errors import RunAlive
 from orchestrator.plan import Plan, ReplicaPlan, SocketPlan
-from orchestrator.procinfo import proc_start
+from orchestrator.procinfo import child_map, proc_start, subtree
 from orchestrator.rundir import (
     STATE_FILE,
     create_run_dir,
@@ -284,3 +285,23 @@ def test_remove_run_dir_removes_outside_ipc_sockets_only(tmp_path: Path) -> None
     plain.write_text("a user's file at an ipc path")
     remove_run_dir(tmp_path / "run", ipc_paths=[str(sock), str(plain), str(tmp_path / "none")])
     assert not sock.exists() and plain.exists()
+
+
+def test_child_map_and_subtree_agree_with_psutil() -> None:
+    """The supervisor's own /proc walk finds a child and the grandchild it started."""
+    code = ("import subprocess, sys, time; "
+            "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); "
+            "print(g.pid, flush=True); g.wait()")
+    with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdout is not None
+        grandchild = int(child.stdout.readline())
+        try:
+            kids = child_map()
+            assert child.pid in kids[os.getpid()]
+            assert subtree(kids, child.pid) == [child.pid, grandchild]
+            assert set(subtree(kids, child.pid)) == {
+                child.pid, *(p.pid for p in psutil.Process(child.pid).children(recursive=True))}
+        finally:
+            os.kill(grandchild, signal.SIGKILL)  # its parent reaps it and ends
+    assert child.returncode == 0  # the with block waited: the grandchild is gone too
+    assert subtree({}, 12345) == [12345]
