@@ -29,8 +29,6 @@ from .plan import Plan, ReplicaPlan
 from .sockets import build_sockets as build_sockets  # re-exported: callers import it from here
 from .sockets import unlink_ipc
 from .stopsignal import set_from_handler, watch_stop
-from .targets import import_target as import_target  # re-exported, as before
-from .targets import preload as preload
 
 if TYPE_CHECKING:
     import logging

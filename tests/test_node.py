@@ -31,12 +31,12 @@ from orchestrator.node import (
     build_sockets,
     exit_status,
     from_env,
-    preload,
     run_child,
 )
 from orchestrator.plan import Plan, ReplicaPlan, SocketPlan
 from orchestrator.rundir import write_specs
 from orchestrator.stopsignal import set_from_handler
+from orchestrator.targets import preload
 
 DEADLINE = 5.0  # seconds any single wait may take before the test fails
 
