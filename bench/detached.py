@@ -33,7 +33,7 @@ import psutil
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from orchestrator.procinfo import is_alive  # noqa: E402
+from orchestrator.runs.procinfo import is_alive  # noqa: E402
 
 TOPO = [sys.executable, "-m", "orchestrator"]
 

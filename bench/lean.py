@@ -5,7 +5,7 @@ Run: ``python bench/lean.py [--nodes 200]`` (also part of ``bench/supervise.py``
 ``bench/supervise.py`` drives ``runner.up`` inside its own process, which has the
 validator loaded: that measures the supervisor's logic beside bare loops of
 the same fat interpreter. `topo up` instead execs a lean supervisor
-(``orchestrator.launch``), so here the same N idle run nodes are started with
+(``orchestrator.supervisor.lean``), so here the same N idle run nodes are started with
 ``topo up --json`` and timed from its ``run_started`` event to ``run_ready``;
 the lower bounds are measured in a lean interpreter too (a subprocess that
 imports what the lean supervisor imports, the node module, and ``gc.freeze()``):
@@ -30,7 +30,8 @@ ROOT = HERE.parent
 LEAN_BOUNDS = """
 import gc, sys
 sys.path[:0] = [{here!r}, {root!r}]
-import zmq, orchestrator.launch, orchestrator.runner, orchestrator.node, orchestrator.roles
+import zmq, orchestrator.supervisor.lean, orchestrator.supervisor.run
+import orchestrator.child.node, orchestrator.child.roles
 import supervise
 assert "pydantic" not in sys.modules, "the lean interpreter imported pydantic"
 gc.freeze()

@@ -38,8 +38,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from orchestrator.runner import up  # noqa: E402
-from orchestrator.supervisor import Replica, Supervisor  # noqa: E402
+from orchestrator.supervisor.run import up  # noqa: E402
+from orchestrator.supervisor.supervisor import Replica, Supervisor  # noqa: E402
 
 PROGRAM = "import time; print('up', flush=True); time.sleep(3600)"
 

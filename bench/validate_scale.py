@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from orchestrator.validate import validate_file
+from orchestrator.spec.validate import validate_file
 
 GROUP = 10  # nodes per pattern group
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import TopoError
+from orchestrator.errors import TopoError
 
 if TYPE_CHECKING:
-    from .api import Run, up
+    from orchestrator.api import Run, up
 
 __all__ = ["Run", "TopoError", "up"]
 
@@ -16,7 +16,7 @@ def __getattr__(name: str) -> Any:
     # `orchestrator.up` and `orchestrator.Run` load the API on first use: the `topo`
     # command, which imports this package too, starts faster without it.
     if name in ("up", "Run"):
-        from . import api
+        from orchestrator import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")

@@ -32,8 +32,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .errors import NotReady, RunError, UsageError
-from .zmqrules import PEERS
+from orchestrator.errors import NotReady, RunError, UsageError
+from orchestrator.spec.zmqrules import PEERS
 
 _CLI = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
         "from orchestrator.cli import main; sys.exit(main(sys.argv[1:]))")
@@ -59,7 +59,7 @@ def up(
     ``NotReady`` raised, naming the node. ``env``: the environment of the run
     (default ``os.environ``), e.g. to set ``${VARS}`` or ``TOPO_STATE_DIR``.
     """
-    from .validate import load_or_raise
+    from orchestrator.spec.validate import load_or_raise
 
     environ = dict(os.environ if env is None else env)
     file = os.fspath(file)
@@ -82,8 +82,8 @@ class Run:
     """A running topology: its endpoints, sockets to reach them, its logs and its replicas."""
 
     def __init__(self, run_id: str, environ: Mapping[str, str]) -> None:
-        from . import paths
-        from .rundir import read_state
+        from orchestrator import paths
+        from orchestrator.runs.folder import read_state
 
         self.run_id = run_id
         self.environ = dict(environ)
@@ -172,7 +172,7 @@ class Run:
     # -- replicas ---------------------------------------------------------------------------------
     def ps(self) -> list[dict[str, Any]]:
         """Every replica: name, node, pid, state, restarts, exit_code, uptime, CPU and RSS."""
-        from .psview import _view
+        from orchestrator.views.ps import _view
 
         return list(_view(self._found())["replicas"])
 
@@ -210,14 +210,14 @@ class Run:
 
     def restart(self, *names: str) -> None:
         """Restart nodes or replicas; returns once each is ready again."""
-        from .runs import restart_run
+        from orchestrator.runs.client import restart_run
 
         restart_run(self._found(), list(names))
 
     # -- logs -------------------------------------------------------------------------------------
     def logs(self, replica: str | None = None) -> list[str]:
         """Lines written so far by a replica (``node.N``), a node's replicas, or everyone."""
-        from .paths import OUTPUT_LOG
+        from orchestrator.paths import OUTPUT_LOG
 
         try:
             data = (self.folder / OUTPUT_LOG).read_bytes()
@@ -258,13 +258,13 @@ class Run:
             sock.close(linger=0)
         if self._context is not None:
             self._context.term()
-        from .runs import down_run
+        from orchestrator.runs.client import down_run
 
         down_run(self._found())
 
     def _found(self) -> Any:
-        from .rundir import read_state
-        from .runs import Run as Found
+        from orchestrator.runs.client import Run as Found
+        from orchestrator.runs.folder import read_state
 
         return Found(self.run_id, self.folder, read_state(self.folder))
 

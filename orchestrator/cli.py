@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from .errors import TopoError, UsageError
+from orchestrator.errors import TopoError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -113,7 +113,7 @@ def _split_run(run: str | None, nodes: list[str]) -> tuple[str | None, list[str]
     """`logs [RUN] [NODE...]`: the first name is a run only if a run has that name."""
     if run is None:
         return None, nodes
-    from .paths import run_dir
+    from orchestrator.paths import run_dir
 
     if run_dir(run).is_dir() if "/" not in run else True:
         return run, nodes
@@ -127,7 +127,7 @@ def _count(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
-    from .units import parse_duration
+    from orchestrator.units import parse_duration
 
     try:
         return parse_duration(text if not text.replace(".", "", 1).isdigit() else float(text))
@@ -182,27 +182,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "validate":
-        from .validate import run_validate
+        from orchestrator.spec.validate import run_validate
 
         return run_validate(args.files, strict=args.strict, fmt=args.format)
     if args.command == "schema":
         import json
 
-        from .schema import json_schema
+        from orchestrator.views.schema import json_schema
 
         print(json.dumps(json_schema(), indent=2))
         return 0
     if args.command == "graph":
-        from .graph import render
-        from .validate import load_or_raise
+        from orchestrator.spec.validate import load_or_raise
+        from orchestrator.views.graph import render
 
         topology = load_or_raise(args.file).topology
         assert topology is not None  # load_or_raise raises when the file has errors
         print(render(topology, args.format), end="")
         return 0
     if args.command == "explain":
-        from .explain import explain
-        from .validate import load_or_raise
+        from orchestrator.spec.validate import load_or_raise
+        from orchestrator.views.explain import explain
 
         loaded = load_or_raise(args.file)
         assert loaded.topology is not None  # load_or_raise raises when the file has errors
@@ -211,11 +211,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "up":
         if args.detach:
             return _up_detached(args)
-        from .runner import up_from_cli
+        from orchestrator.supervisor.run import up_from_cli
 
         return up_from_cli(args)
     if args.command in ("down", "ls", "restart"):
-        from . import runs
+        from orchestrator.runs import client as runs
 
         if args.command == "down":
             return runs.down(args.run)
@@ -223,18 +223,18 @@ def _dispatch(args: argparse.Namespace) -> int:
             return runs.ls(as_json=args.json)
         return runs.restart(args.run, args.nodes)
     if args.command == "gc":
-        from .ipcres import gc
-        from .paths import state_root
+        from orchestrator.ipc.resources import gc
+        from orchestrator.paths import state_root
 
         said = gc(state_root())
         print("\n".join(said) if said else "nothing to clean: no dead run is left")
         return 0
     if args.command == "ps":
-        from .psview import ps
+        from orchestrator.views.ps import ps
 
         return ps(args.run, as_json=args.json)
     if args.command == "logs":
-        from .logs import logs
+        from orchestrator.views.logs import logs
 
         return logs(args.run, args.nodes, follow=args.follow, tail=args.tail,
                     no_color=args.no_color)
@@ -243,7 +243,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _up_detached(args: argparse.Namespace) -> int:
-    from .daemon import up_detached
+    from orchestrator.start.detached import up_detached
 
     if args.exit_code_from:
         raise UsageError("--exit-code-from needs a foreground run; it cannot go with -d")

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .diagnostics import Diagnostic
+    from orchestrator.spec.diagnostics import Diagnostic
 
 
 class TopoError(Exception):

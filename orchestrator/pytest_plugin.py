@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .api import Run
+    from orchestrator.api import Run
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -47,7 +47,7 @@ class TopologyFactory:
 
     def __call__(self, file: str | os.PathLike[str], run_id: str | None = None,
                  timeout: float = 10.0, env: Mapping[str, str] | None = None) -> Run:
-        from .api import up
+        from orchestrator.api import up
 
         run = up(self._find(Path(file)), run_id, timeout, env=env)
         self.runs.append(run)

@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.graph import render  # noqa: E402 - after the path is set
-from orchestrator.validate import validate_file  # noqa: E402
+from orchestrator.spec.validate import validate_file  # noqa: E402
+from orchestrator.views.graph import render  # noqa: E402 - after the path is set
 
 TARGET = ROOT / "docs" / "topologies.md"
 TOUR = ("hello_reqrep", "rrbroker_poll", "rrbroker", "pubsub", "pipeline", "pipeline_kill",

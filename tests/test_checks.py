@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from orchestrator import checks, checks_ipc
-from orchestrator.diagnostics import Diagnostic
-from orchestrator.loader import load_text
+from orchestrator.spec import checks
+from orchestrator.spec.checks import ipc as checks_ipc
+from orchestrator.spec.diagnostics import Diagnostic
+from orchestrator.spec.loader import load_text
 
 ENV = {"TOPO_STATE_DIR": "/tmp/topo-t"}
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import validate
 from orchestrator.cli import main
-from orchestrator.diagnostics import Diagnostic, Position
+from orchestrator.spec import validate
+from orchestrator.spec.diagnostics import Diagnostic, Position
 
 from .topo_samples import ROOT, TEACHING
 

@@ -19,8 +19,8 @@ from typing import Any
 import psutil
 import pytest
 
-from orchestrator.procinfo import is_alive, proc_start
-from orchestrator.rundir import read_state, supervisor_alive
+from orchestrator.runs.folder import read_state, supervisor_alive
+from orchestrator.runs.procinfo import is_alive, proc_start
 from tests.conftest import Leftovers, wait_until
 
 from .test_up import REPO, TopoProcess, topology
@@ -95,7 +95,7 @@ def test_up_d_ps_logs_restart_down(family: Path, no_leftovers: Leftovers) -> Non
     assert os.readlink(f"/proc/{supervisor.pid}/fd/0") == os.devnull
     assert os.readlink(f"/proc/{supervisor.pid}/fd/2").endswith("/d1/supervisor.log")
     # The lean supervisor (launch.py): it forks the nodes without the validator in memory.
-    assert "from orchestrator.launch import main" in " ".join(supervisor.cmdline())
+    assert "from orchestrator.supervisor.lean import main" in " ".join(supervisor.cmdline())
     maps = Path(f"/proc/{supervisor.pid}/maps").read_text()
     assert "pydantic" not in maps and "_yaml" not in maps
     assert not (no_leftovers.root / "d1" / "launch.json").exists()

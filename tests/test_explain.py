@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 
-from orchestrator import zmqrules
-from orchestrator.diagnostics import Diagnostic
-from orchestrator.explain import WIDTH, explain
-from orchestrator.explain_words import FLOW_TEXT, PRIMER_IPC, PRIMER_ZMQ, SOCKET_TEXT
-from orchestrator.model import Topology
-from orchestrator.validate import validate_file
+from orchestrator.spec import zmqrules
+from orchestrator.spec.diagnostics import Diagnostic
+from orchestrator.spec.model import Topology
+from orchestrator.spec.validate import validate_file
+from orchestrator.views.explain import WIDTH, explain
+from orchestrator.views.words import FLOW_TEXT, PRIMER_IPC, PRIMER_ZMQ, SOCKET_TEXT
 
 from .topo_samples import TEACHING, load, spec_example, topologies
 

@@ -20,10 +20,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator import checks
 from orchestrator.cli import main
-from orchestrator.loader import load_text
-from orchestrator.validate import validate_file
+from orchestrator.spec import checks
+from orchestrator.spec.loader import load_text
+from orchestrator.spec.validate import validate_file
 
 ENV = {"TOPO_STATE_DIR": "/tmp/topo-fuzz", "WORKERS": "2"}
 BUDGET = settings(max_examples=120, deadline=None,
@@ -259,7 +259,7 @@ def _plain(value: Any) -> Any:
 @BUDGET
 @given(mutated())
 def test_event_builder_reads_what_pyyaml_reads(text: str) -> None:
-    from orchestrator.loader_yaml import EventBuilder
+    from orchestrator.spec.yamltext import EventBuilder
 
     text = text.replace("$", "S")  # interpolation aside
     builder = EventBuilder("f.yaml", {}, {})
@@ -274,7 +274,8 @@ def test_event_builder_reads_what_pyyaml_reads(text: str) -> None:
 def test_validator_checks_the_links_the_graph_draws(text: str) -> None:
     """Both come from links.resolve: the validator checks every link `topo graph` and `topo
     explain` show, and only those, or `topo graph` would draw an edge nobody checked."""
-    from orchestrator import checks_links, links
+    from orchestrator.spec import links
+    from orchestrator.spec.checks import links as checks_links
 
     loaded = load_text(text, "f.yaml", ENV)
     assert loaded.topology is not None, loaded.diagnostics

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import given, settings
 
 from orchestrator.errors import UsageError
-from orchestrator.graph import dot_quote, mermaid_text, picture_of, render
-from orchestrator.model import Topology
-from orchestrator.validate import validate_file
+from orchestrator.spec.model import Topology
+from orchestrator.spec.validate import validate_file
+from orchestrator.views.graph import dot_quote, mermaid_text, picture_of, render
 
 from .tools import need
 from .topo_samples import ROOT, TEACHING, load, spec_example, topologies

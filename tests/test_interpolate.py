@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.interpolate import InterpolationError, has_reference, interpolate
+from orchestrator.spec.interpolate import InterpolationError, has_reference, interpolate
 
 VARS = {"A": "alpha", "EMPTY": "", "N": "3"}
 
@@ -51,7 +51,7 @@ def test_errors(text: str, message: str) -> None:
 
 
 def test_environment_overrides_vars() -> None:
-    from orchestrator.loader import load_text
+    from orchestrator.spec.loader import load_text
 
     text = "vars: {N: 2}\nnodes:\n  a:\n    command: [prog]\n    replicas: ${N}\n"
     loaded = load_text(text, "f.yaml", {})

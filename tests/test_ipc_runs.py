@@ -23,8 +23,8 @@ import pytest
 import sysv_ipc
 
 from examples.ipc_semaphore import check_no_overlap
-from orchestrator.ipckeys import keys_in_use, live_table
-from orchestrator.runner import up
+from orchestrator.ipc.keys import keys_in_use, live_table
+from orchestrator.supervisor.run import up
 from tests.conftest import Leftovers, wait_until
 from tests.tools import need_php_extension
 
@@ -363,7 +363,7 @@ def test_the_next_up_of_the_same_id_removes_a_dead_runs_resources(
 
 
 def test_gc_removes_what_a_dead_run_left(tmp_path: Path, no_leftovers: Leftovers) -> None:
-    from orchestrator.ipcres import gc
+    from orchestrator.ipc.resources import gc
 
     path = write_topology(tmp_path, HOLDER)
     records = start_and_sigkill(path, "forgotten", no_leftovers)

@@ -22,9 +22,9 @@ import sysv_ipc
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator import ipcres
 from orchestrator.errors import IpcError
-from orchestrator.ipckeys import (
+from orchestrator.ipc import resources as ipcres
+from orchestrator.ipc.keys import (
     KEY_LIMIT,
     auto_key,
     auto_key_candidates,
@@ -32,12 +32,12 @@ from orchestrator.ipckeys import (
     keys_in_use,
     live_table,
 )
-from orchestrator.ipcrecords import describe, remove_records, summary
-from orchestrator.ipcres import create_all, gc, open_from_env
+from orchestrator.ipc.records import describe, remove_records, summary
+from orchestrator.ipc.resources import create_all, gc, open_from_env
 from orchestrator.plan import IpcPlan, Plan, ReplicaPlan
-from orchestrator.planner import ipc_plan
-from orchestrator.procinfo import proc_start
-from orchestrator.rundir import me, write_state
+from orchestrator.runs.folder import me, write_state
+from orchestrator.runs.procinfo import proc_start
+from orchestrator.spec.planner import ipc_plan
 from tests.conftest import Leftovers
 
 names = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,20}", fullmatch=True)
@@ -132,7 +132,7 @@ def test_live_table_reads_proc_sysvipc_columns(tmp_path: Path) -> None:
 
 
 def test_planner_keeps_explicit_keys_and_leaves_auto_and_ftok_for_creation(tmp_path: Path) -> None:
-    from orchestrator.model import IpcSpec
+    from orchestrator.spec.model import IpcSpec
 
     explicit = ipc_plan("a", IpcSpec(type="msgqueue", key=77), "/top", "/run", {})
     assert (explicit.key, explicit.key_from) == (77, "")

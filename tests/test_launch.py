@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import RunAlive
-from orchestrator.launch import LAUNCH_FILE, exec_launch
 from orchestrator.plan import Plan
-from orchestrator.runner import prepare
+from orchestrator.supervisor.lean import LAUNCH_FILE, exec_launch
+from orchestrator.supervisor.run import prepare
 from tests.conftest import Leftovers
 
 from .test_up import FUNCS, topology
@@ -60,6 +60,6 @@ def test_prepare_claims_the_run_and_the_plan_survives_json(
         assert plan.nodes["b"].depends_on == ("a",)
         assert not (Path(plan.run_dir) / LAUNCH_FILE).exists()
     finally:
-        from orchestrator.rundir import remove_run_dir
+        from orchestrator.runs.folder import remove_run_dir
 
         remove_run_dir(Path(plan.run_dir))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.links import Link, SocketRef, binds_match, links, parse_reference, split_tcp
-from orchestrator.model import Topology
+from orchestrator.spec.links import Link, SocketRef, binds_match, links, parse_reference, split_tcp
+from orchestrator.spec.model import Topology
 
 from .topo_samples import load, spec_example, topologies
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.diagnostics import Diagnostic
-from orchestrator.loader import Loaded, load_file, load_text
+from orchestrator.spec.diagnostics import Diagnostic
+from orchestrator.spec.loader import Loaded, load_file, load_text
 
 
 def load(text: str, env: dict[str, str] | None = None) -> Loaded:
@@ -231,7 +231,7 @@ def test_load_file(tmp_path: Path) -> None:
 def test_c_and_python_parsers_agree_on_positions() -> None:
     import yaml
 
-    import orchestrator.loader_yaml as ly
+    import orchestrator.spec.yamltext as ly
 
     text = "nodes:\n  a:\n    command: [prog]\n    sockets:\n      s: {type: PULL}\n"
     fast = load_text(text, "f.yaml", {})

@@ -25,18 +25,18 @@ import psutil
 import pytest
 import zmq
 
-from orchestrator.errors import RunError
-from orchestrator.node import (
+from orchestrator.child.node import (
     Node,
     build_sockets,
     exit_status,
     from_env,
     run_child,
 )
+from orchestrator.child.stopsignal import set_from_handler
+from orchestrator.child.targets import preload
+from orchestrator.errors import RunError
 from orchestrator.plan import Plan, ReplicaPlan, SocketPlan
-from orchestrator.rundir import write_specs
-from orchestrator.stopsignal import set_from_handler
-from orchestrator.targets import preload
+from orchestrator.runs.folder import write_specs
 
 DEADLINE = 5.0  # seconds any single wait may take before the test fails
 
@@ -454,7 +454,7 @@ def run_plan(folder: Path, *targets: str, role: str | None = None) -> Plan:
 
 
 def test_preload_imports_targets_and_roles(modules: Path) -> None:
-    from orchestrator.roles import ROLES
+    from orchestrator.child.roles import ROLES
 
     targets = preload(run_plan(modules, "goodmod:worker", "goodmod:K.run", "goodmod:worker",
                                role="proxy"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from orchestrator.output import Printer, use_color
+from orchestrator.supervisor.output import Printer, use_color
 
 
 class Tty(io.BytesIO):

@@ -16,8 +16,8 @@ import pytest
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from orchestrator import checks, zmqrules
-from orchestrator.loader import load_text
+from orchestrator.spec import checks, zmqrules
+from orchestrator.spec.loader import load_text
 
 FAILED = (zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
           | zmq.EVENT_HANDSHAKE_FAILED_AUTH)

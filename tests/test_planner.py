@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.errors import RunError
-from orchestrator.model import Topology
 from orchestrator.plan import Plan
-from orchestrator.planner import (
+from orchestrator.spec.model import Topology
+from orchestrator.spec.planner import (
     connectable,
     dependency_tiers,
     free_tcp_port,

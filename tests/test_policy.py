@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.policy import Decision, History, Outcome, RestartPolicy, decide
+from orchestrator.supervisor.policy import Decision, History, Outcome, RestartPolicy, decide
 
 modes = st.sampled_from(["never", "on-failure", "always"])
 policies = st.builds(

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import zmq
 
+from orchestrator.child.roles import ROLES, format_frame, format_frames
 from orchestrator.node import Node
 from orchestrator.plan import SocketPlan
-from orchestrator.roles import ROLES, format_frame, format_frames
 from tests import test_node as kit
 from tests.test_node import Child, Peers, fork_node, make_plan, recv, wait_for
 
@@ -87,7 +87,7 @@ def test_a_stop_signal_right_after_traffic_still_stops_the_node(
     run_dir: Path, tmp_path: Path, peers: Peers, role: str
 ) -> None:
     # The signal lands while libzmq is still busy with the message, before its poll():
-    # without the stop watcher of orchestrator.node about one stop in eight was lost.
+    # without the stop watcher of orchestrator.child.node about one stop in eight was lost.
     for i in range(30):
         if role == "proxy":
             child = start_role("proxy", run_dir, tmp_path,

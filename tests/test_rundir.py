@@ -18,8 +18,7 @@ import pytest
 
 from orchestrator.errors import RunAlive
 from orchestrator.plan import Plan, ReplicaPlan, SocketPlan
-from orchestrator.procinfo import child_map, proc_start, subtree
-from orchestrator.rundir import (
+from orchestrator.runs.folder import (
     STATE_FILE,
     create_run_dir,
     kill_leftover,
@@ -30,6 +29,7 @@ from orchestrator.rundir import (
     write_specs,
     write_state,
 )
+from orchestrator.runs.procinfo import child_map, proc_start, subtree
 
 
 @pytest.fixture

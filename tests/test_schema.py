@@ -17,8 +17,9 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator import units, zmqrules
-from orchestrator.schema import DIALECT, json_schema, unhandled_validators
+from orchestrator import units
+from orchestrator.spec import zmqrules
+from orchestrator.views.schema import DIALECT, json_schema, unhandled_validators
 
 from .topo_samples import SPEC_EXAMPLE, TEACHING
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from orchestrator.model import Topology
-from orchestrator.output import Printer
 from orchestrator.plan import Plan, ReplicaPlan
-from orchestrator.planner import node_plan
-from orchestrator.spawn import Proc
-from orchestrator.supervisor import Options, Supervisor
+from orchestrator.spec.model import Topology
+from orchestrator.spec.planner import node_plan
+from orchestrator.supervisor.output import Printer
+from orchestrator.supervisor.spawn import Proc
+from orchestrator.supervisor.supervisor import Options, Supervisor
 
 
 class Clock:

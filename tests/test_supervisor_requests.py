@@ -9,8 +9,8 @@ import signal
 
 import pytest
 
-from orchestrator.startup import StartupWatch
-from orchestrator.supervisor import Supervisor
+from orchestrator.supervisor.runready import StartupWatch
+from orchestrator.supervisor.supervisor import Supervisor
 
 from .test_supervisor import RUN, advance, build, pid_of
 

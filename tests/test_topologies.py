@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.validate import validate_file
+from orchestrator.spec.validate import validate_file
 from tests.conftest import Leftovers
 from tests.tools import need, need_php_extension
 

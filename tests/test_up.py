@@ -23,8 +23,8 @@ import pytest
 
 from orchestrator.cli import main as topo_main
 from orchestrator.errors import InvalidTopology, RunAlive, UsageError
-from orchestrator.runner import up
-from orchestrator.supervisor import Replica, Supervisor
+from orchestrator.supervisor.run import up
+from orchestrator.supervisor.supervisor import Replica, Supervisor
 from tests.conftest import Leftovers, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -289,7 +289,7 @@ def test_sigkill_of_topo_up_takes_every_node_and_grandchild_with_it(
                timeout=1.0, message="every node and grandchild to die")
     assert time.monotonic() - killed_at < 1.0
     # The run folder stays for `topo down` / the next `topo up` of the id to clean.
-    from orchestrator.rundir import remove_run_dir
+    from orchestrator.runs.folder import remove_run_dir
 
     remove_run_dir(no_leftovers.root / "killed")
 
@@ -344,7 +344,7 @@ def test_an_in_process_run_gives_the_subreaper_setting_back(
 ) -> None:
     # A caller left as a subreaper adopts every orphan of its other children and, not
     # reaping them, collects zombies.
-    from orchestrator.childsetup import PR_GET_CHILD_SUBREAPER, prctl_get
+    from orchestrator.supervisor.childsetup import PR_GET_CHILD_SUBREAPER, prctl_get
 
     path = topology(tmp_path, f"""
         nodes:

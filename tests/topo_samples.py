@@ -14,9 +14,9 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from orchestrator import zmqrules
-from orchestrator.loader import load_text
-from orchestrator.model import Topology
+from orchestrator.spec import zmqrules
+from orchestrator.spec.loader import load_text
+from orchestrator.spec.model import Topology
 
 ROOT = Path(__file__).resolve().parent.parent
 TEACHING = sorted((ROOT / "topologies").glob("*.yaml"))

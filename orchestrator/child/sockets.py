@@ -1,0 +1,112 @@
+"""Sockets inside a node (SPEC §4): create, configure, bind and connect them from a plan.
+
+Used by ``run_child`` in a forked child and by ``from_env`` in a ``command``
+node; both go through ``build_sockets``, so a socket that cannot be made is
+the same one-sentence ``RunError`` either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import zmq
+
+from orchestrator.errors import RunError
+from orchestrator.plan import SocketPlan
+
+
+def build_sockets(
+    ctx: zmq.Context[Any], sockets: Sequence[SocketPlan]
+) -> dict[str, zmq.Socket[Any]]:
+    """Create, configure, bind and connect every socket; ``RunError`` with a sentence on failure.
+
+    Linger is 0 unless the plan sets it, so closing never waits for lost peers.
+    On failure, the sockets made so far are closed.
+    """
+    made: dict[str, zmq.Socket[Any]] = {}
+    bound: list[str] = []
+    try:
+        for plan in sockets:
+            made[plan.name] = _socket(ctx, plan, bound)
+    except BaseException:
+        for sock in made.values():
+            sock.close(linger=0)
+        unlink_ipc(bound)
+        raise
+    return made
+
+
+def unlink_ipc(endpoints: Iterable[str]) -> None:
+    """Remove the socket files of ipc endpoints this process bound.
+
+    libzmq 4.3 leaves them behind on close; a later bind would replace them, but
+    a run must not leave files behind, least of all outside its folder.
+    """
+    for ep in endpoints:
+        if ep.startswith("ipc://") and not ep.startswith("ipc://@"):
+            path = ep[len("ipc://"):]
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    os.unlink(path)
+
+
+def _socket(ctx: zmq.Context[Any], plan: SocketPlan, bound: list[str]) -> zmq.Socket[Any]:
+    what = f"socket {plan.name} ({plan.type})"
+    try:
+        sock: zmq.Socket[Any] = ctx.socket(getattr(zmq, plan.type))
+    except (AttributeError, zmq.ZMQError) as exc:
+        raise RunError(f"cannot create {what}: {_reason(exc)}") from None
+    try:
+        sock.setsockopt(zmq.LINGER, 0)
+        for name, value in plan.options.items():
+            _set_option(sock, what, name, value)
+        if plan.type == "SUB":
+            for topic in plan.subscribe:
+                sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        for ep in plan.bind:
+            try:
+                sock.bind(ep)
+            except zmq.ZMQError as exc:
+                raise RunError(f"cannot bind {what} to {ep}: {_reason(exc)}") from None
+            bound.append(ep)
+        for ep in plan.connect:
+            try:
+                sock.connect(ep)
+            except zmq.ZMQError as exc:
+                raise RunError(f"cannot connect {what} to {ep}: {_reason(exc)}") from None
+        if plan.type == "XSUB":
+            for topic in plan.subscribe:  # an XSUB subscribes by sending, not by an option
+                sock.send(b"\x01" + topic.encode())
+    except BaseException:
+        sock.close(linger=0)
+        raise
+    return sock
+
+
+def _set_option(sock: zmq.Socket[Any], what: str, name: str, value: Any) -> None:
+    try:
+        opt = zmq.SocketOption[name.upper()]
+    except KeyError:
+        raise RunError(f"{what}: unknown socket option {name!r}") from None
+    kind = getattr(opt, "_opt_type", None)
+    try:
+        if isinstance(value, bool):
+            value = int(value)
+        if isinstance(value, str):
+            value = value.encode() if kind is not None and kind.value == "bytes" else int(value)
+        elif isinstance(value, int) and kind is not None and kind.value == "bytes":
+            value = str(value).encode()
+        sock.setsockopt(opt, value)
+    except (zmq.ZMQError, ValueError, TypeError) as exc:
+        raise RunError(f"{what}: cannot set option {name} to {value!r}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, zmq.ZMQError):
+        # str() would add the address, which the sentence already names.
+        return zmq.strerror(exc.errno) if exc.errno is not None else str(exc)
+    return str(exc) or type(exc).__name__

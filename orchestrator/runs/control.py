@@ -1,0 +1,195 @@
+"""The control channel: how `topo ps`, `restart` and `down` reach a running supervisor.
+
+A Unix stream socket, ``control.sock`` in the run's 0700 folder, so only its
+owner (and root) can reach it; the server also checks the peer's uid. One
+request per connection: the client sends one JSON object on one line, the
+supervisor answers with one JSON object on one line and closes.
+
+Requests: ``{"cmd": "ps"}``, ``{"cmd": "restart", "targets": ["node", "node.1"]}``,
+``{"cmd": "down"}``. Answers: ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
+
+Why not a ZeroMQ socket: a libzmq context starts two threads in the
+supervisor, which then forks every run node from a multi-threaded process; a
+plain socket in the same epoll set keeps the supervisor single-threaded and
+costs nothing while idle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import ControlError, RunError
+from orchestrator.paths import IPC_PATH_MAX
+
+SOCKET_NAME = "control.sock"
+_MAX_REQUEST = 1 << 16
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def socket_path(run_dir: str | os.PathLike[str]) -> str:
+    return os.path.join(os.fspath(run_dir), SOCKET_NAME)
+
+
+class ControlServer:
+    """The supervisor's end: a listening socket and the half-read requests of its clients.
+
+    The event loop watches ``fileno()`` and each client's fd, and calls
+    ``on_readable(fd)``; nothing here blocks for longer than one small send.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str], handler: Handler) -> None:
+        path = socket_path(run_dir)
+        if len(path.encode()) > IPC_PATH_MAX:
+            raise RunError(f"the control socket path {path} is longer than {IPC_PATH_MAX} bytes; "
+                           "set TOPO_STATE_DIR to a shorter folder")
+        self.path = path
+        self.handler = handler
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self.listener.bind(path)
+        os.chmod(path, 0o600)
+        self.listener.listen(64)
+        self.listener.setblocking(False)
+        self.clients: dict[int, tuple[socket.socket, bytearray]] = {}
+        self.on_client: Callable[[int], None] = lambda fd: None  # the loop watches new fds
+        self.on_gone: Callable[[int], None] = lambda fd: None
+
+    def fileno(self) -> int:
+        return self.listener.fileno()
+
+    def fds(self) -> list[int]:
+        return [self.listener.fileno(), *self.clients]
+
+    def on_readable(self, fd: int) -> None:
+        if fd == self.listener.fileno():
+            self._accept()
+            return
+        entry = self.clients.get(fd)
+        if entry is None:
+            return
+        conn, buf = entry
+        try:
+            data = conn.recv(_MAX_REQUEST)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(fd)
+            return
+        buf += data
+        if b"\n" not in buf and len(buf) < _MAX_REQUEST:
+            return
+        line = bytes(buf).split(b"\n", 1)[0]
+        self._answer(fd, conn, line)
+
+    def close(self) -> None:
+        for fd in list(self.clients):
+            self._drop(fd)
+        self.listener.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if not _same_user(conn):
+                conn.close()
+                continue
+            conn.setblocking(False)
+            self.clients[conn.fileno()] = (conn, bytearray())
+            self.on_client(conn.fileno())
+
+    def _answer(self, fd: int, conn: socket.socket, line: bytes) -> None:
+        try:
+            request = json.loads(line)
+            if not isinstance(request, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            reply: dict[str, Any] = {"ok": False, "error": "the request is not a JSON object"}
+        else:
+            try:
+                reply = self.handler(request)
+            except Exception as exc:  # noqa: BLE001 - a bad request must not end the run
+                reply = {"ok": False, "error": f"internal error: {exc!r}"}
+        payload = json.dumps(reply, separators=(",", ":")).encode() + b"\n"
+        try:
+            conn.setblocking(True)
+            conn.settimeout(2.0)  # a client that stops reading cannot hold the run for long
+            conn.sendall(payload)
+        except OSError:
+            pass
+        self._drop(fd)
+
+    def _drop(self, fd: int) -> None:
+        entry = self.clients.pop(fd, None)
+        if entry is not None:
+            self.on_gone(fd)
+            entry[0].close()
+
+
+def _same_user(conn: socket.socket) -> bool:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid in (os.getuid(), 0)
+
+
+def request(run_dir: str | os.PathLike[str], message: dict[str, Any],
+            timeout: float = 5.0) -> dict[str, Any]:
+    """Send one request to the supervisor of ``run_dir``; return its answer.
+
+    Raises ``ControlError`` when no supervisor answers (it is gone, or the
+    folder holds no control socket) or the answer says ``ok: false``.
+    """
+    path = socket_path(run_dir)
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+            sock.sendall(json.dumps(message).encode() + b"\n")
+            data = b""
+            while b"\n" not in data:
+                sock.settimeout(max(0.01, deadline - time.monotonic()))
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise ControlError(
+                f"no supervisor answers at {path}: the run is not running") from None
+        except TimeoutError:
+            raise ControlError(f"the supervisor at {path} did not answer within "
+                               f"{timeout:g}s") from None
+        except OSError as exc:
+            raise ControlError(f"cannot reach the supervisor at {path}: "
+                               f"{exc.strerror or exc}") from None
+    try:
+        reply = json.loads(data)
+    except ValueError:
+        raise ControlError(f"the supervisor at {path} closed the connection "
+                           "without an answer") from None
+    if not isinstance(reply, dict):
+        raise ControlError(f"the supervisor at {path} answered nonsense")
+    if not reply.get("ok"):
+        raise ControlError(str(reply.get("error", "the supervisor refused the request")))
+    return reply
+
+
+def exists(run_dir: str | os.PathLike[str]) -> bool:
+    return Path(socket_path(run_dir)).exists()

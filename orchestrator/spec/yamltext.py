@@ -1,0 +1,376 @@
+"""YAML text -> plain Python values plus the position of every key and value.
+
+Built straight from the parser's event stream (libyaml's when PyYAML has it)
+with an explicit stack: no node tree, no recursion, so a 10,000-node file
+loads fast and a deeply nested one cannot crash the interpreter (libyaml's
+own composer recurses in C and segfaults on deep nesting).
+
+``${VAR}`` in scalar values is substituted once the whole file is read, so
+``vars:`` may sit anywhere; keys are never substituted. Merge keys (``<<``)
+are applied after substitution, so merged values are substituted too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
+
+from orchestrator.spec.diagnostics import Diagnostic, Position
+from orchestrator.spec.interpolate import InterpolationError, interpolate
+
+PathKey = tuple[str | int, ...]
+Entry = tuple[dict[PathKey, Position], PathKey, Position]
+
+_PARSER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
+_RESOLVERS = Resolver.yaml_implicit_resolvers
+# First characters of plain scalars that might be something other than text.
+_RESOLVER_CHARS = frozenset(k for k in _RESOLVERS if k)
+MAX_DEPTH = 500
+# Positions an alias may copy, beyond a share of the text's size: stops "billion laughs".
+MAX_ALIAS_ENTRIES = 100_000
+
+
+class YamlError(Exception):
+    """A file that is not YAML (or that we refuse): becomes one E100."""
+
+    def __init__(self, pos: Position, message: str,
+                 hint: str = "check indentation, colons and quotes around this spot"):
+        super().__init__(message)
+        self.pos, self.message, self.hint = pos, message, hint
+
+
+class _Frame:
+    __slots__ = ("is_map", "value", "path", "key", "key_pos", "merges", "anchor", "log_start",
+                 "merge_seq")
+
+    def __init__(self, is_map: bool, path: PathKey, anchor: str | None, log_start: int):
+        self.is_map = is_map
+        self.value: Any = {} if is_map else []
+        self.path = path
+        self.key: Any = _NO_KEY  # mapping: the key waiting for its value
+        self.key_pos: Position | None = None
+        self.merges: list[Any] = []
+        self.anchor = anchor
+        self.log_start = log_start
+        self.merge_seq = False
+
+
+_NO_KEY = object()
+_MERGE_KEY = object()
+_SKIP_KEY = object()  # a bad or duplicate key: its value is read and dropped
+
+
+class EventBuilder:
+    def __init__(self, file: str, keys: dict[PathKey, Position], values: dict[PathKey, Position]):
+        self.file = file
+        self.keys, self.values = keys, values
+        self.diags: list[Diagnostic] = []
+        self._constructor = SafeConstructor()
+        self._anchors: dict[str, tuple[Any, list[Entry], tuple[str, bool, Position] | None]] = {}
+        self._log: list[Entry] | None = None  # positions recorded while an anchor is open
+        self._open_anchors = 0
+        self._pasted = 0
+        self._alias_budget = MAX_ALIAS_ENTRIES
+        self._fixups: list[tuple[Any, Any, str, bool, Position]] = []
+        self._merges: list[tuple[dict[Any, Any], list[Any]]] = []
+
+    def pos(self, mark: Any) -> Position:
+        return Position(self.file, mark.line + 1, mark.column + 1)
+
+    def load(self, text: str, environ: Mapping[str, str]) -> tuple[bool, Any]:
+        """(found a document, its value). Raises YamlError."""
+        self._alias_budget = MAX_ALIAS_ENTRIES + 4 * len(text)
+        try:
+            found, root = self._events(text)
+        except yaml.MarkedYAMLError as exc:
+            raise _syntax_error(self.file, text, exc) from None
+        except yaml.YAMLError as exc:
+            raise YamlError(Position(self.file, 1, 1), f"YAML syntax error: {exc}") from None
+        except UnicodeError:
+            raise YamlError(Position(self.file, 1, 1), "the text holds characters that are not "
+                            "valid Unicode", "save the file as UTF-8") from None
+        if not found:
+            return False, None
+        raw_vars = root.get("vars") if isinstance(root, dict) else None
+        variables = {str(k): _var_text(v) for k, v in raw_vars.items()} \
+            if isinstance(raw_vars, dict) else {}
+        self._substitute({**variables, **environ})
+        for result, sources in self._merges:
+            merged: dict[Any, Any] = {}
+            for src in sources:
+                if isinstance(src, dict):
+                    for k, v in src.items():
+                        merged.setdefault(k, v)
+            for k, v in merged.items():
+                result.setdefault(k, v)
+        return True, root
+
+    def _record(self, table: dict[PathKey, Position], path: PathKey, pos: Position) -> None:
+        if path not in table:
+            table[path] = pos
+            if self._log is not None:
+                self._log.append((table, path, pos))
+
+    def _events(self, text: str) -> tuple[bool, Any]:
+        stack: list[_Frame] = []
+        found, root, documents = False, None, 0
+        file, values = self.file, self.values
+        for ev in yaml.parse(text, Loader=_PARSER):
+            kind = type(ev)
+            if kind is yaml.ScalarEvent:
+                if stack and self._plain_text(stack[-1], ev, file, values):
+                    continue
+                path = self._child_path(stack)
+                pos = self.pos(ev.start_mark)
+                value, fix = self._scalar(ev, pos, path, key=bool(stack) and stack[-1].is_map
+                                          and stack[-1].key is _NO_KEY)
+                if ev.anchor:
+                    self._anchors[ev.anchor] = (value, [], fix)
+                found, root = self._add(stack, value, pos, path, fix, root)
+            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                if len(stack) >= MAX_DEPTH:
+                    raise YamlError(self.pos(ev.start_mark), "YAML nesting is too deep",
+                                    f"a topology nests a few levels deep, never {MAX_DEPTH}")
+                path = self._child_path(stack)
+                self._record(self.values, path, self.pos(ev.start_mark))
+                if ev.anchor:
+                    self._open_anchors += 1
+                    if self._log is None:
+                        self._log = []
+                frame = _Frame(kind is yaml.MappingStartEvent, path, ev.anchor,
+                               len(self._log) if self._log is not None else 0)
+                if stack and stack[-1].is_map and stack[-1].key is _MERGE_KEY and not frame.is_map:
+                    frame.merge_seq, frame.path = True, stack[-1].path
+                frame.key_pos = self.pos(ev.start_mark)
+                stack.append(frame)
+            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                frame = stack.pop()
+                if frame.merges:
+                    self._merges.append((frame.value, frame.merges))
+                if frame.anchor:
+                    self._end_anchor(frame)
+                found, root = self._add(stack, frame.value, frame.key_pos, frame.path, None, root)
+            elif kind is yaml.AliasEvent:
+                found, root = self._alias(stack, ev, root)
+            elif kind is yaml.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise YamlError(self.pos(ev.start_mark), "YAML syntax error: the file holds "
+                                    "more than one document (a second '---')")
+        return found, root
+
+    def _plain_text(self, top: _Frame, ev: Any, file: str, values: dict[PathKey, Position]) -> bool:
+        """The common case, done fast: an untagged text scalar that needs no resolving,
+        interpolation or diagnostic. False leaves the event to the general path."""
+        text = ev.value
+        if ev.tag is not None or ev.anchor is not None or "$" in text or (
+                not ev.style and (not text or text[0] in _RESOLVER_CHARS)
+                and _resolve(text) != _STR):
+            return False
+        mark = ev.start_mark
+        pos = Position(file, mark.line + 1, mark.column + 1)
+        if top.is_map:
+            key = top.key
+            if key is _NO_KEY:
+                if text in top.value:
+                    return False
+                path = top.path + (text,)
+                self.keys[path] = pos
+                if self._log is not None:
+                    self._log.append((self.keys, path, pos))
+                top.key = text
+                return True
+            if key is _SKIP_KEY or key is _MERGE_KEY:
+                return False
+            path = top.path + (key,)
+            top.value[key] = text
+            top.key = _NO_KEY
+        else:
+            if top.merge_seq:
+                return False
+            path = top.path + (len(top.value),)
+            top.value.append(text)
+        if path not in values:
+            values[path] = pos
+            if self._log is not None:
+                self._log.append((values, path, pos))
+        return True
+
+    def _end_anchor(self, frame: _Frame) -> None:
+        log = self._log or []
+        n = len(frame.path)
+        entries = [(table, path[n:], pos) for table, path, pos in log[frame.log_start:]]
+        self._anchors[frame.anchor or ""] = (frame.value, entries, None)
+        self._open_anchors -= 1
+        if not self._open_anchors:
+            self._log = None
+
+    def _alias(self, stack: list[_Frame], ev: Any, root: Any) -> tuple[bool, Any]:
+        pos = self.pos(ev.start_mark)
+        if ev.anchor not in self._anchors:
+            raise YamlError(pos, f"YAML syntax error: found undefined alias '{ev.anchor}'")
+        value, entries, fix = self._anchors[ev.anchor]
+        path = self._child_path(stack)
+        self._pasted += len(entries) + 1
+        if self._pasted > self._alias_budget:
+            raise YamlError(pos, "the file's aliases expand to too much data",
+                            "use fewer aliases (*name), or write the values out")
+        self._record(self.values, path, pos)
+        for table, rel, p in entries:
+            self._record(table, path + rel, p)
+        return self._add(stack, value, pos, path, fix, root)
+
+    def _child_path(self, stack: list[_Frame]) -> PathKey:
+        if not stack:
+            return ()
+        top = stack[-1]
+        if top.is_map:
+            if top.key is _NO_KEY or top.key is _SKIP_KEY:
+                return top.path + ("\0",)  # a key itself, or a dropped value: not recorded usefully
+            return top.path if top.key is _MERGE_KEY else top.path + (top.key,)
+        return top.path if top.merge_seq else top.path + (len(top.value),)
+
+    def _add(self, stack: list[_Frame], value: Any, pos: Position | None, path: PathKey,
+             fix: tuple[str, bool, Position] | None, root: Any) -> tuple[bool, Any]:
+        if not stack:
+            if fix is not None:
+                self._fixups.append(([value], 0, *fix))
+            return True, value
+        top = stack[-1]
+        if not top.is_map:
+            if top.merge_seq:
+                stack[-2].merges.append(value)
+                return True, root
+            if fix is not None:
+                self._fixups.append((top.value, len(top.value), *fix))
+            top.value.append(value)
+            return True, root
+        if top.key is _NO_KEY:
+            top.key = self._key(top, value, pos)
+            return True, root
+        key, top.key = top.key, _NO_KEY
+        if key is _MERGE_KEY:
+            top.merges.append(value)
+        elif key is not _SKIP_KEY:
+            if fix is not None:
+                self._fixups.append((top.value, key, *fix))
+            top.value[key] = value
+        return True, root
+
+    def _key(self, top: _Frame, key: Any, pos: Position | None) -> Any:
+        pos = pos or Position(self.file, 1, 1)
+        if key is _MERGE_KEY:
+            return key
+        if not isinstance(key, str | int | float | bool) or key is None:
+            self.diags.append(Diagnostic.at(pos, "E101", "a mapping key must be a plain word",
+                                            "write keys as plain text, like `type:`"))
+            return _SKIP_KEY
+        key = key if isinstance(key, str) else str(key)
+        if key in top.value:
+            self.diags.append(Diagnostic.at(pos, "E101", f"duplicate key '{key}'",
+                                            "a key may appear once in a mapping; the later one "
+                                            "would silently win"))
+            return _SKIP_KEY
+        self.keys[top.path + (key,)] = pos
+        if self._log is not None:
+            self._log.append((self.keys, top.path + (key,), pos))
+        return key
+
+    def _scalar(self, ev: Any, pos: Position, path: PathKey,
+                key: bool) -> tuple[Any, tuple[str, bool, Position] | None]:
+        plain = ev.implicit[0] and ev.tag in (None, "!") and ev.style in (None, "")
+        tag = ev.tag
+        if tag is None or tag == "!":
+            tag = _resolve(ev.value) if plain else _STR
+        if tag == _MERGE and key:
+            return _MERGE_KEY, None
+        if not key:
+            self._record(self.values, path, pos)
+        value = ev.value if tag == _STR else self._construct(tag, ev, pos)
+        if not key and isinstance(value, str) and "$" in value and path[:1] != ("vars",):
+            return value, (value, plain, pos)
+        return value, None
+
+    def _construct(self, tag: str, ev: Any, pos: Position) -> Any:
+        if tag == _MERGE:
+            return ev.value  # `<<` as a value is just text
+        ctor = SafeConstructor.yaml_constructors.get(tag)
+        if ctor is None:
+            self.diags.append(Diagnostic.at(pos, "E101", f"unsupported YAML tag {tag}",
+                                            "remove the tag; topology files use plain values"))
+            return ev.value
+        try:
+            value = ctor(self._constructor, yaml.ScalarNode(tag, ev.value, ev.start_mark,
+                                                            ev.end_mark, ev.style))
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+            self.diags.append(Diagnostic.at(pos, "E101", f"cannot read {ev.value!r} as {tag}: "
+                                            f"{exc}", "remove the tag or fix the value"))
+            return ev.value
+        if isinstance(value, bytes | bytearray):
+            return value.decode("latin-1")
+        if not isinstance(value, str | int | float | bool | type(None)):
+            return str(value)  # timestamps and the like: keep the text
+        return value
+
+    def _substitute(self, variables: Mapping[str, str]) -> None:
+        for container, slot, text, plain, pos in self._fixups:
+            try:
+                new = interpolate(text, variables)
+            except InterpolationError as exc:
+                self.diags.append(Diagnostic.at(pos, "E101", str(exc),
+                                                "variables come from the environment and from "
+                                                "vars:"))
+                continue
+            if plain and new != text:
+                # A plain scalar becomes what YAML would make of the substituted text,
+                # so `replicas: ${WORKERS}` is an integer.
+                tag = _resolve(new)
+                if tag != _STR:
+                    with contextlib.suppress(yaml.YAMLError, ValueError, TypeError, KeyError,
+                                             OverflowError):
+                        new = SafeConstructor.yaml_constructors[tag](
+                            self._constructor, yaml.ScalarNode(tag, new))
+                    if not isinstance(new, str | int | float | bool | type(None)):
+                        new = str(new)
+            container[slot] = new
+
+
+def _resolve(value: str) -> str:
+    resolvers = _RESOLVERS.get(value[:1] if value else "", [])
+    for tag, regexp in resolvers:
+        if regexp.match(value):
+            return str(tag)
+    for tag, regexp in _RESOLVERS.get(None, []):
+        if regexp.match(value):
+            return str(tag)
+    return _STR
+
+
+def _var_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _syntax_error(file: str, text: str, exc: yaml.MarkedYAMLError) -> YamlError:
+    if _PARSER is not yaml.SafeLoader:
+        # libyaml's messages are terse; the pure-Python parser names the culprit.
+        try:
+            for _ in yaml.parse(text, Loader=yaml.SafeLoader):
+                pass
+        except yaml.MarkedYAMLError as better:
+            exc = better
+        except (yaml.YAMLError, RecursionError):
+            pass
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    problem = exc.problem or exc.context or "invalid YAML"
+    context = f" ({exc.context})" if exc.context and exc.problem else ""
+    return YamlError(Position(file, line, col), f"YAML syntax error: {problem}{context}")

@@ -1,0 +1,121 @@
+"""`topo up -d`: start the supervisor detached, return once the run is up (or has failed).
+
+The `topo` process validates the file (so diagnostics reach the terminal),
+then forks; the child starts a new session and forks again, so the supervisor
+is neither a session leader nor attached to any terminal, and its stdin,
+stdout and stderr are ``/dev/null`` until the run folder exists, then the
+folder's ``supervisor.log``. It plans the run and execs the lean supervisor
+(``launch.py``). Node output goes to the run's log files only.
+
+The supervisor tells the waiting `topo` how the start went over a pipe, with
+one JSON line: ``{"ok": true, "run_id": ...}`` once every node is ready, or
+``{"ok": false, "error": ..., "code": N}`` after it has torn the run down again.
+If the pipe closes without a word, the supervisor died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import NotReady, RunError, TopoError
+
+SUPERVISOR_LOG = "supervisor.log"
+
+
+def up_detached(
+    file: str,
+    *,
+    run_id: str | None = None,
+    timeout: float | None = None,
+    wait_timeout: float | None = None,
+    abort_on_failure: bool = False,
+    owner_pid: int | None = None,
+) -> str:
+    """Start ``file`` detached; return the run id once every node is ready.
+
+    Raises ``InvalidTopology`` (nothing started), ``RunAlive``, or ``NotReady``
+    naming the node that did not get ready (the run is gone again by then).
+    """
+    from orchestrator.spec.validate import load_or_raise
+
+    loaded = load_or_raise(file)
+    for d in loaded.diagnostics:
+        print(d.format(), file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child, which ends with os._exit
+        os.close(r)
+        _become_supervisor(w, file, run_id=run_id, timeout=timeout, owner_pid=owner_pid,
+                           wait_timeout=wait_timeout, abort_on_failure=abort_on_failure)
+        os._exit(1)  # not reached: the child execs or exits
+    os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        os.waitpid(pid, 0)  # the first child exits as soon as it has forked the supervisor
+        line = pipe.readline()
+    try:
+        answer: Any = json.loads(line)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise RunError("the supervisor died before the run was up; nothing of it should be left "
+                       "(check with `topo ls`)")
+    if answer.get("ok"):
+        return str(answer["run_id"])
+    error = NotReady(str(answer.get("error", "the run did not come up")))
+    error.exit_code = int(answer.get("code", 1))
+    raise error
+
+
+def _become_supervisor(w: int, file: str, *, run_id: str | None,
+                       **settings: Any) -> None:  # pragma: no cover - the forked child
+    code = 1
+    try:
+        os.setsid()
+        if os.fork() > 0:
+            os._exit(0)
+        _to_devnull()
+        from orchestrator.supervisor.lean import exec_launch
+        from orchestrator.supervisor.run import prepare
+
+        plan = prepare(file, run_id=run_id, on_run_dir=_log_to)
+        os.set_inheritable(w, True)
+        code = exec_launch(plan, {**settings, "reap_orphans": True, "notify_fd": w})
+    except TopoError as exc:
+        code = exc.exit_code
+        _tell(w, {"ok": False, "error": str(exc), "code": exc.exit_code})
+    except BaseException:  # noqa: BLE001 - told to the waiting `topo`, logged for a bug report
+        traceback.print_exc()
+        _tell(w, {"ok": False, "error": "internal error in the supervisor: "
+                  + traceback.format_exc(limit=1).strip().splitlines()[-1], "code": 1})
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code & 0xFF)
+
+
+def _tell(w: int, message: dict[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        os.write(w, json.dumps(message).encode() + b"\n")
+
+
+def _to_devnull() -> None:
+    fd = os.open(os.devnull, os.O_RDWR)
+    for target in (0, 1, 2):
+        os.dup2(fd, target)
+    os.close(fd)
+
+
+def _log_to(run_dir: Path) -> None:
+    fd = os.open(run_dir / SUPERVISOR_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)

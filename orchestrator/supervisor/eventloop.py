@@ -1,0 +1,208 @@
+"""The supervisor's real event loop: epoll over pidfds, pipes and the signal wake-up fd.
+
+It sleeps in ``select`` until a child exits (its pidfd turns readable), a node
+writes output or its ready byte, a signal arrives, or the supervisor's next
+deadline (backoff, stop_timeout, --timeout, readiness) comes. There is no
+fixed polling interval: with nothing pending, the timeout is infinite.
+
+Signal handlers only enqueue the signal number; the loop hands it to the
+supervisor, which dispatches ``handle_int`` / ``handle_term`` / ... by name.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import selectors
+import signal
+from collections.abc import Callable, Iterator
+
+from orchestrator.supervisor.spawn import Proc, Spawner
+from orchestrator.supervisor.supervisor import Supervisor
+
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def capture_signals(
+    signals: tuple[int, ...], queue: collections.deque[int]
+) -> Iterator[int]:
+    """Install enqueue-only handlers and a wake-up fd; restore both on the way out.
+
+    Yields the read end of the wake-up pipe.
+    """
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    old = {sig: signal.signal(sig, lambda n, _f: queue.append(n)) for sig in signals}
+    try:
+        yield r
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        signal.set_wakeup_fd(old_fd)
+        os.close(r)
+        os.close(w)
+
+
+class EventLoop:
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        spawner: Spawner,
+        *,
+        reap_orphans: bool = False,
+        before_wait: Callable[[], None] | None = None,
+    ) -> None:
+        self.sup = supervisor
+        self.spawner = spawner
+        self.reap_orphans = reap_orphans  # only when every child of this process is ours
+        self.before_wait = before_wait
+        self.sel = selectors.EpollSelector()
+        spawner.private_fds.add(self.sel.fileno())
+        spawner.shared_fds.add(self.sel.fileno())
+        self.procs: dict[int, Proc] = {}
+        self.names: dict[int, str] = {}
+        self.readers: dict[int, Callable[[int], None]] = {}
+        supervisor.watcher = self
+
+    def add_reader(self, fd: int, callback: Callable[[int], None]) -> None:
+        """Call ``callback(fd)`` whenever ``fd`` is readable (the control channel's sockets)."""
+        self.readers[fd] = callback
+        self.sel.register(fd, selectors.EVENT_READ, ("reader", fd))
+        self.spawner.shared_fds.add(fd)  # a forked node must not hold it
+
+    def remove_reader(self, fd: int) -> None:
+        if self.readers.pop(fd, None) is not None:
+            self._unregister(fd)
+            self.spawner.shared_fds.discard(fd)
+
+    # -- the Watcher interface the supervisor calls --------------------------------
+    def watch(self, proc: Proc, name: str) -> None:
+        self.procs[proc.pid] = proc
+        self.names[proc.pid] = name
+        self.sel.register(proc.pidfd, selectors.EVENT_READ, ("exit", proc.pid))
+        if proc.out_fd is not None:
+            os.set_blocking(proc.out_fd, False)
+            self.sel.register(proc.out_fd, selectors.EVENT_READ, ("out", proc.pid))
+        if proc.ready_fd is not None:
+            os.set_blocking(proc.ready_fd, False)
+            self.sel.register(proc.ready_fd, selectors.EVENT_READ, ("ready", proc.pid))
+
+    # -- the loop ---------------------------------------------------------------------
+    def run(self) -> int:
+        queue: collections.deque[int] = collections.deque()
+        signals = HANDLED + ((signal.SIGCHLD,) if self.reap_orphans else ())
+        with capture_signals(signals, queue) as wake_fd:
+            self.spawner.private_fds.add(wake_fd)
+            self.spawner.shared_fds.add(wake_fd)
+            self.sel.register(wake_fd, selectors.EVENT_READ, ("signal", 0))
+            try:
+                self.sup.start()
+                while not self.sup.done:
+                    self._drain_signals(queue)
+                    if self.sup.done:
+                        break
+                    self.spawner.flush_guardian()
+                    if self.before_wait is not None:
+                        self.before_wait()
+                    deadline = self.sup.next_deadline()
+                    timeout = None if deadline is None else max(0.0, deadline - self.sup.clock())
+                    for key, _ in self.sel.select(timeout):
+                        # An earlier event of this batch may have closed (and reused) this fd.
+                        if self.sel.get_map().get(key.fd) is key:
+                            self._dispatch(key)
+                    self.sup.fire_timers()
+            finally:
+                self.sel.unregister(wake_fd)
+                self.spawner.private_fds.discard(wake_fd)
+                self.spawner.shared_fds.discard(wake_fd)
+        assert self.sup.code is not None
+        return self.sup.code
+
+    def close(self) -> None:
+        for fd in list(self.readers):
+            self.remove_reader(fd)  # their owner closes them
+        for key in list(self.sel.get_map().values()):
+            self._unregister(key.fd)
+            self.spawner.close_fd(key.fd)
+        self.procs.clear()
+        self.spawner.private_fds.discard(self.sel.fileno())
+        self.spawner.shared_fds.discard(self.sel.fileno())
+        self.sel.close()
+
+    def _drain_signals(self, queue: collections.deque[int]) -> None:
+        while queue:
+            signum = queue.popleft()
+            if signum == signal.SIGCHLD:
+                for pid, code in self.spawner.reap_any():
+                    if pid in self.procs:
+                        self._exited(pid, code)
+            else:
+                self.sup.on_signal(signum)
+
+    def _dispatch(self, key: selectors.SelectorKey) -> None:
+        what, pid = key.data
+        if what == "signal":
+            with contextlib.suppress(BlockingIOError):
+                os.read(key.fd, 512)  # the queue, not these bytes, says which signals
+        elif what == "exit":
+            code = self.spawner.reap(pid)
+            if code is not None:
+                self._exited(pid, code)
+            else:  # reaped already (SIGCHLD path) or a spurious wake-up: stop watching it
+                self._unregister(key.fd)
+        elif what == "ready":
+            self._read_ready(pid)
+        elif what == "out":
+            self._read_out(pid, key.fd)
+        elif what == "reader":
+            self.readers[pid](pid)
+
+    def _exited(self, pid: int, code: int) -> None:
+        proc = self.procs.pop(pid)
+        # Ready byte and last output first, so they come before the exit is handled.
+        self._read_ready(pid, proc)
+        if proc.out_fd is not None:
+            self._read_out(pid, proc.out_fd, until_eagain=True)
+        self._unregister(proc.pidfd)
+        self.spawner.close_fd(proc.pidfd)
+        self.sup.on_exit(pid, code)
+
+    def _read_ready(self, pid: int, proc: Proc | None = None) -> None:
+        proc = proc or self.procs.get(pid)
+        if proc is None or proc.ready_fd is None:
+            return
+        fd, proc.ready_fd = proc.ready_fd, None
+        try:
+            data = os.read(fd, 16)
+        except OSError:  # BlockingIOError included: exited without a word
+            data = b""
+        self._unregister(fd)
+        self.spawner.close_fd(fd)
+        if b"R" in data:
+            self.sup.on_ready(pid)
+
+    def _read_out(self, pid: int, fd: int, *, until_eagain: bool = False) -> None:
+        name = self.names.get(pid, "?")
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:  # EOF: the child and everything that shared its pipe are gone
+                self._unregister(fd)
+                self.spawner.close_fd(fd)
+                self.sup.on_output_closed(name)
+                if pid not in self.procs:
+                    self.names.pop(pid, None)
+                return
+            self.sup.on_output(pid, name, data)
+            if not until_eagain:
+                return
+
+    def _unregister(self, fd: int) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(fd)

@@ -1,0 +1,121 @@
+"""The lean supervisor: runs a prepared plan in a process that never imported the validator.
+
+`topo up` (foreground or ``-d``) validates and plans in the ``topo`` process,
+writes the plan and the run's settings to ``launch.json`` in the run folder,
+and execs this module in place of itself: same pid (the state file already
+names it as the supervisor), same terminal, same environment. Forks from a
+process without pydantic and the model copy half the page tables, so run
+nodes start, and stop, faster (``bench/detached.py`` shows ``topo down``).
+
+Settings: ``timeout``, ``exit_code_from``, ``abort_on_failure``, ``no_color``,
+``json_events``, ``reap_orphans``, ``wait_timeout``, ``owner_pid`` and, for
+``topo up -d``, ``notify_fd``: the pipe on which the waiting ``topo`` hears one
+JSON line, ``{"ok": true, "run_id": ...}`` once every node is ready, or
+``{"ok": false, "error": ..., "code": N}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from orchestrator.errors import TopoError
+from orchestrator.plan import Plan
+
+LAUNCH_FILE = "launch.json"
+
+
+def exec_launch(plan: Plan, settings: dict[str, Any]) -> int:
+    """Replace this process with the lean supervisor of ``plan``; never returns unless exec fails.
+
+    If the exec itself fails, the plan runs here instead (slower forks, same run).
+    """
+    path = Path(plan.run_dir) / LAUNCH_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"plan": plan.to_dict(), "settings": settings}, f)
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+            "from orchestrator.supervisor.lean import main; main(sys.argv[1])")
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(OSError):  # no exec: the plan runs here, below
+        os.execv(sys.executable, [sys.executable, "-c", code, package_parent, str(path)])
+    return _run(plan, settings, _Notify(settings.pop("notify_fd", None)))
+
+
+def main(path: str) -> NoReturn:
+    """The exec'd process: run the plan in ``path``; exit with the run's code."""
+    code = 1
+    notify = _Notify(None)
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        os.unlink(path)
+        settings: dict[str, Any] = doc["settings"]
+        notify = _Notify(settings.pop("notify_fd", None))
+        code = _run(Plan.from_dict(doc["plan"]), settings, notify)
+    except TopoError as exc:
+        code = exc.exit_code
+        print(f"topo: {exc}", file=sys.stderr)
+        notify.tell({"ok": False, "error": str(exc), "code": exc.exit_code})
+    except KeyboardInterrupt:
+        code = 130
+    except BaseException:  # noqa: BLE001 - told to the waiting `topo`, logged for a bug report
+        import traceback
+
+        traceback.print_exc()
+        notify.tell({"ok": False, "error": "internal error in the supervisor: "
+                     + traceback.format_exc(limit=1).strip().splitlines()[-1], "code": 1})
+    finally:
+        notify.tell({"ok": False, "code": 1,
+                     "error": f"the run ended (code {code}) before every node was ready"})
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code & 0xFF)
+
+
+def _run(plan: Plan, settings: dict[str, Any], notify: _Notify) -> int:
+    from orchestrator.supervisor.run import Hooks, run_plan
+
+    detached = notify.fd is not None
+    hooks = Hooks(on_up=(lambda run_id: notify.tell({"ok": True, "run_id": run_id}))
+                  if detached else None,
+                  wait_timeout=settings.get("wait_timeout"), owner_pid=settings.get("owner_pid"),
+                  json_events=bool(settings.get("json_events")))
+    # Detached: node output goes to the run's log files only.
+    out = open(os.devnull, "wb") if detached else None  # noqa: SIM115 - closed below
+    try:
+        return run_plan(
+            plan, timeout=settings.get("timeout"), exit_code_from=settings.get("exit_code_from"),
+            abort_on_failure=bool(settings.get("abort_on_failure")),
+            no_color=bool(settings.get("no_color")), out=out,
+            reap_orphans=bool(settings.get("reap_orphans")), hooks=hooks)
+    finally:
+        if out is not None:
+            out.close()
+
+
+class _Notify:
+    """The write end of `topo up -d`'s pipe: one line is told, the first; then it is closed."""
+
+    def __init__(self, fd: int | None) -> None:
+        self.fd = fd
+        if fd is not None:
+            # Inheritable only to cross the exec into this process: no command node gets it.
+            with contextlib.suppress(OSError):
+                os.set_inheritable(fd, False)
+
+    def tell(self, message: dict[str, Any]) -> None:
+        if self.fd is None:
+            return
+        fd, self.fd = self.fd, None
+        with contextlib.suppress(OSError):
+            os.write(fd, json.dumps(message).encode() + b"\n")
+            os.close(fd)

@@ -1,0 +1,292 @@
+"""`topo up` in the foreground: validate, plan, start, supervise, and leave nothing behind.
+
+``up(...)`` is the Python entry point; ``up_from_cli(args)`` maps the parsed
+arguments onto it. Both return the run's exit code (SPEC §3): 0 all nodes
+succeeded, 1 a failure, the ``--exit-code-from`` node's code, 124 timeout,
+130 SIGINT, 143 SIGTERM. Validation errors raise ``InvalidTopology`` (exit 1)
+before anything starts; an unknown ``--exit-code-from`` node is a
+``UsageError`` (exit 2); a live run id is ``RunAlive`` (exit 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import re
+import resource
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from orchestrator import paths
+from orchestrator.errors import NotReady, UsageError
+from orchestrator.paths import OUTPUT_LOG
+from orchestrator.plan import Plan
+from orchestrator.supervisor.eventloop import EventLoop
+from orchestrator.supervisor.output import JsonPrinter, Printer, use_color
+from orchestrator.supervisor.runready import StartupWatch
+from orchestrator.supervisor.spawn import Spawner, set_subreaper
+from orchestrator.supervisor.statefile import StateFile, serve_control, watch_owner
+from orchestrator.supervisor.supervisor import Options, Replica, Supervisor
+
+if TYPE_CHECKING:  # the lean supervisor imports this module: no argparse there
+    import argparse
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def up_from_cli(args: argparse.Namespace) -> int:
+    """`topo up FILE`: validate and plan here, then run the plan in a lean process.
+
+    The supervisor forks every run node, and a fork copies the page tables of the
+    whole process: one that never imported the validator (pydantic and the
+    model) forks, and its children exit, markedly faster. So after planning this
+    process execs ``orchestrator.supervisor.lean``, keeping its pid (the state file
+    already names it), its terminal and its environment.
+    """
+    plan = prepare(args.file, run_id=args.run_id, exit_code_from=args.exit_code_from)
+    settings = {
+        "timeout": args.timeout, "exit_code_from": args.exit_code_from,
+        "abort_on_failure": args.abort_on_failure, "no_color": args.no_color,
+        "json_events": args.json, "reap_orphans": True,  # every child of `topo` is a node's
+    }
+    from orchestrator.supervisor.lean import exec_launch
+
+    return exec_launch(plan, settings)
+
+
+def up(
+    file: str | os.PathLike[str],
+    *,
+    run_id: str | None = None,
+    timeout: float | None = None,
+    exit_code_from: str | None = None,
+    abort_on_failure: bool = False,
+    no_color: bool = False,
+    environ: Mapping[str, str] | None = None,
+    out: BinaryIO | None = None,
+    err: BinaryIO | None = None,
+    reap_orphans: bool = False,
+    ready_hook: Callable[[Replica], None] | None = None,
+    on_start: Callable[[Supervisor], None] | None = None,
+    on_up: Callable[[str], None] | None = None,
+    wait_timeout: float | None = None,
+    owner_pid: int | None = None,
+    json_events: bool = False,
+) -> int:
+    """Run a topology in this process until it ends; return its exit code.
+
+    ``on_up(run_id)`` is called once every node is ready (see ``startup.py``);
+    when given, a run that cannot get there is stopped and ``NotReady`` raised
+    with the reason. ``owner_pid``: the run stops when that process exits (the
+    Python API's runs end with the test process that started them, however it
+    ends). ``json_events``: stdout carries one JSON event per line
+    (``output.JsonPrinter``).
+    """
+    plan = prepare(file, run_id=run_id, exit_code_from=exit_code_from, environ=environ, err=err)
+    return run_plan(
+        plan, timeout=timeout, exit_code_from=exit_code_from, abort_on_failure=abort_on_failure,
+        no_color=no_color, environ=environ, out=out, err=err, reap_orphans=reap_orphans,
+        hooks=Hooks(ready_hook, on_start, on_up, wait_timeout, owner_pid, json_events))
+
+
+def prepare(
+    file: str | os.PathLike[str],
+    *,
+    run_id: str | None = None,
+    exit_code_from: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    err: BinaryIO | None = None,
+    on_run_dir: Callable[[Path], None] | None = None,
+) -> Plan:
+    """Validate ``file``, claim its run folder and resolve its plan; nothing is started yet.
+
+    Raises ``InvalidTopology``, ``UsageError`` (a bad run id or ``--exit-code-from``
+    node) or ``RunAlive``. The folder is removed again if planning fails.
+    ``on_run_dir(path)`` is called once the folder exists.
+    """
+    from orchestrator.runs.folder import create_run_dir, remove_run_dir
+    from orchestrator.spec.planner import plan_run
+    from orchestrator.spec.validate import load_or_raise
+
+    env = os.environ if environ is None else environ
+    loaded = load_or_raise(file, env)
+    topology = loaded.topology
+    assert topology is not None
+    err_stream = err if err is not None else sys.stderr.buffer
+    for d in loaded.diagnostics:
+        err_stream.write(f"{d.format()}\n".encode())
+    err_stream.flush()
+    run_id = run_id or topology.name
+    if not _RUN_ID.match(run_id):
+        raise UsageError(
+            f"run id {run_id!r} may hold only letters, digits, '.', '_' and '-' "
+            "(at most 64, starting with a letter or digit)")
+    if exit_code_from is not None and exit_code_from not in topology.nodes:
+        raise UsageError(
+            f"--exit-code-from {exit_code_from}: the topology has no node by that name "
+            f"(its nodes: {', '.join(topology.nodes)})")
+    run_dir = paths.run_dir(run_id, env)
+    create_run_dir(run_dir)
+    try:
+        if on_run_dir is not None:
+            on_run_dir(run_dir)
+        return plan_run(topology, Path(file).resolve(), run_id, run_dir, environ=env)
+    except BaseException:
+        remove_run_dir(run_dir)
+        raise
+
+
+def run_plan(
+    plan: Plan,
+    *,
+    timeout: float | None = None,
+    exit_code_from: str | None = None,
+    abort_on_failure: bool = False,
+    no_color: bool = False,
+    environ: Mapping[str, str] | None = None,
+    out: BinaryIO | None = None,
+    err: BinaryIO | None = None,
+    reap_orphans: bool = False,
+    hooks: Hooks | None = None,
+) -> int:
+    """Run a prepared plan until it ends, then remove everything it made; return the code."""
+    from orchestrator.runs.folder import remove_run_dir, write_specs
+
+    env = os.environ if environ is None else environ
+    ipc = None
+    try:
+        write_specs(plan)
+        from orchestrator.ipc.resources import create_for_run
+
+        ipc = create_for_run(plan)  # before any node starts; IpcError removes what it made
+        return _supervise(
+            plan, env, Options(timeout, exit_code_from, abort_on_failure),
+            color=use_color(out if out is not None else sys.stdout, no_color, env),
+            out=out, err=err, reap_orphans=reap_orphans, hooks=hooks or Hooks(), ipc=ipc,
+        )
+    finally:
+        if ipc is not None:
+            ipc.remove()  # every node is gone by now: _supervise killed the stragglers
+        # Absolute ipc endpoints live outside the run folder; relative ones go with it.
+        binds = [ep[len("ipc://"):] for r in plan.replicas
+                 for sock in r.sockets for ep in sock.bind if ep.startswith("ipc://")]
+        remove_run_dir(Path(plan.run_dir), ipc_paths=binds)
+
+
+def _supervise(
+    plan: Plan,
+    environ: Mapping[str, str],
+    options: Options,
+    *,
+    color: bool,
+    out: BinaryIO | None,
+    err: BinaryIO | None,
+    reap_orphans: bool,
+    hooks: Hooks,
+    ipc: Any = None,
+) -> int:
+    targets: dict[str, Callable[..., Any]] = {}
+    if any(r.kind != "command" for r in plan.replicas):
+        from orchestrator.child.targets import preload
+
+        targets = preload(plan)  # imports once, here, so every fork shares the pages
+    nofile = _raise_nofile()
+    # Everything alive now is frozen out of the collector: a child's GC never writes
+    # to these pages, so they stay shared with the supervisor.
+    gc.freeze()
+    run_dir_env = next((r.env["TOPO_RUN_DIR"] for r in plan.replicas if "TOPO_RUN_DIR" in r.env),
+                       plan.run_dir)
+    spawner = Spawner(nofile=nofile, marker=f"TOPO_RUN_DIR={run_dir_env}")
+    was_subreaper = True  # unknown: leave it as it is
+    with contextlib.suppress(OSError):
+        was_subreaper = set_subreaper()
+    printer = (JsonPrinter if hooks.json_events else Printer)(
+        [r.name for r in plan.replicas], out=out, err=err, color=color and not hooks.json_events,
+        log_paths={r.name: r.log_path for r in plan.replicas},
+        merged_path=os.path.join(plan.run_dir, OUTPUT_LOG),
+    )
+    state = StateFile(plan, spawner)
+    state.base["ipc"] = ipc.records() if ipc is not None else []  # what `topo down` removes
+    sup = Supervisor(
+        plan, spawner=spawner, printer=printer, options=options,
+        targets=targets, environ=environ, on_change=state.mark, ipc=ipc,
+    )
+    sup.ready_hook = hooks.ready_hook
+    # How long stopping may take at most: `topo down` waits that long before it kills.
+    state.base["stop_budget"] = sum(
+        max((r.stop_timeout for n in tier for r in sup.nodes.get(n, [])), default=0.0)
+        for tier in sup.tiers)
+
+    def run_ready() -> None:
+        printer.record("run_ready", run_id=plan.run_id)
+        if hooks.on_up is not None:
+            hooks.on_up(plan.run_id)
+
+    detached = hooks.on_up is not None
+    watch = StartupWatch(sup, wait_timeout=hooks.wait_timeout if detached else None,
+                         on_ready=run_ready, stop_on_failure=detached)
+
+    def before_wait() -> None:
+        changed = state.dirty  # a replica started, got ready or exited in this turn
+        state.flush()
+        if changed:
+            watch.check()
+
+    loop = EventLoop(sup, spawner, reap_orphans=reap_orphans, before_wait=before_wait)
+    server = serve_control(plan.run_dir, sup, state, loop)
+    owner = watch_owner(hooks.owner_pid, sup, loop)
+    if hooks.on_start is not None:
+        hooks.on_start(sup)
+    code = 1
+    try:
+        state.sup = sup
+        state.flush(force=True)
+        printer.record("run_started", run_id=plan.run_id, replicas=len(plan.replicas))
+        code = loop.run()
+        watch.check()  # the last turn of the loop may have ended the run without a look
+        if detached and watch.failure is not None:
+            raise NotReady(watch.failure)
+        return code
+    finally:
+        printer.record("run_ended", run_id=plan.run_id, code=code)
+        if owner is not None:
+            loop.remove_reader(owner)
+            os.close(owner)
+        server.close()
+        # Stragglers: what a stop_timeout could not end, and any orphan we adopted.
+        spawner.kill_everything(all_children=reap_orphans)
+        loop.close()
+        spawner.close()
+        printer.close()
+        gc.unfreeze()
+        if not was_subreaper:  # an in-process caller (tests, the bench) gets its setting back
+            with contextlib.suppress(OSError):
+                set_subreaper(False)
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
+
+@dataclass
+class Hooks:
+    """What callers other than the CLI's foreground run add to a run (see ``up``)."""
+
+    ready_hook: Callable[[Replica], None] | None = None
+    on_start: Callable[[Supervisor], None] | None = None
+    on_up: Callable[[str], None] | None = None
+    wait_timeout: float | None = None
+    owner_pid: int | None = None
+    json_events: bool = False
+
+
+def _raise_nofile() -> tuple[int, int] | None:
+    """Lift the soft fd limit (3 fds per replica); return the old one to restore."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard == resource.RLIM_INFINITY else min(hard, 1 << 16)
+    if soft >= want:
+        return None
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return (soft, hard)

@@ -1,0 +1,103 @@
+"""What ``runner._supervise`` wires around the supervisor: its state file, its control socket,
+and the watch on the process that owns the run (the Python API's caller).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from orchestrator.runs.control import ControlServer
+from orchestrator.supervisor.eventloop import EventLoop
+from orchestrator.supervisor.spawn import Spawner
+from orchestrator.supervisor.supervisor import Supervisor
+
+
+class StateFile:
+    """state.json, rewritten (atomically) at most once per loop turn, when pids changed."""
+
+    def __init__(self, plan: Any, spawner: Spawner) -> None:
+        self.plan = plan
+        self.spawner = spawner
+        self.sup: Supervisor | None = None
+        self.dirty = True
+        from orchestrator.runs.folder import me
+
+        self.base = {
+            "run_id": plan.run_id,
+            "file": plan.file,
+            "run_dir": plan.run_dir,
+            "supervisor": me(),
+            "guardian": spawner.guardian_pid,
+            "started": time.time(),
+            "endpoints": {
+                r.name: {s.name: {"type": s.type, "bind": list(s.bind),
+                                  "connect": list(s.connect)}
+                         for s in r.sockets}
+                for r in plan.replicas
+            },
+        }
+
+    def mark(self, _: Supervisor) -> None:
+        self.dirty = True
+
+    def flush(self, force: bool = False) -> None:
+        if not (self.dirty or force) or self.sup is None:
+            return
+        if self.sup.stopping and not force:
+            return  # every node is on its way out: `topo down` waits for us, not for this file
+        from orchestrator.runs.folder import write_state
+
+        write_state(Path(self.plan.run_dir), {**self.base, **self.sup.state()})
+        self.dirty = False
+
+
+def watch_owner(pid: int | None, sup: Supervisor, loop: EventLoop) -> int | None:
+    """Stop the run as soon as process ``pid`` exits (its pidfd turns readable)."""
+    if pid is None:
+        return None
+    why = f"the process that started the run (pid {pid}) exited; stopping"
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        sup.call_at(sup.clock(), lambda: sup.stop(why))
+        return None
+
+    def gone(_: int) -> None:
+        loop.remove_reader(fd)
+        sup.stop(why)
+
+    loop.add_reader(fd, gone)
+    return fd
+
+
+def serve_control(run_dir: str, sup: Supervisor, state: StateFile,
+                    loop: EventLoop) -> ControlServer:
+    """The run's control socket, answered from inside the event loop (see ``control.py``)."""
+
+    def handle(request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request.get("cmd")
+        if cmd == "ps":
+            return {"ok": True, **state.base, **sup.state()}
+        if cmd == "restart":
+            targets = request.get("targets")
+            if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+                return {"ok": False, "error": "restart needs a list of node names"}
+            try:
+                return {"ok": True, "restarting": sup.restart(targets)}
+            except KeyError as exc:
+                return {"ok": False, "error": (
+                    f"run {sup.plan.run_id} has no node or replica named {exc.args[0]} "
+                    f"(its nodes: {', '.join(sup.nodes)})")}
+        if cmd == "down":
+            sup.stop("stopping (topo down)", code=0)
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown request {cmd!r}"}
+
+    server = ControlServer(run_dir, handle)
+    server.on_client = lambda fd: loop.add_reader(fd, server.on_readable)
+    server.on_gone = loop.remove_reader
+    loop.add_reader(server.fileno(), server.on_readable)
+    return server
