@@ -5,7 +5,7 @@ socketpair names nodes the example leaves out, so the validator rejects it.
 ``TEACHING`` is every file under ``topologies/`` (the IPC ones too), found afresh
 at each test run, so the graph, explain and run tests cover a new file at once.
 Each must validate without errors, and with warnings only where its opening
-comment names them (tests/test_topologies.py).
+comment names them (tests/integration/test_topologies.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What ZeroMQ allows: socket types, which types can be peers, transports, options.
 
 Pure data plus small lookups. The peer table is checked against libzmq itself
-by ``tests/test_peer_matrix.py``.
+by ``tests/spec/test_peer_matrix.py``.
 """
 
 from __future__ import annotations

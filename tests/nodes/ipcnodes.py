@@ -1,4 +1,7 @@
-"""Node functions and a command-node program for the IPC run tests (tests/test_ipc_runs.py)."""
+"""Node functions and a command-node program for the IPC run tests.
+
+Used by tests/integration/test_ipc_runs.py.
+"""
 
 from __future__ import annotations
 

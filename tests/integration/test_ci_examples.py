@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Leftovers
-
-from .test_up import REPO
+from tests.integration.test_up import REPO
 
 EXAMPLE = REPO / "examples" / "ci"
 PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:benchmark",

@@ -22,8 +22,7 @@ import pytest
 from orchestrator.runs.folder import read_state, supervisor_alive
 from orchestrator.runs.procinfo import is_alive, proc_start
 from tests.conftest import Leftovers, wait_until
-
-from .test_up import REPO, TopoProcess, topology
+from tests.integration.test_up import REPO, TopoProcess, topology
 
 # A command node that starts a grandchild and says so: both must go with the run.
 FAMILY = ("import subprocess, sys, time; "

@@ -17,7 +17,7 @@ import pytest
 from orchestrator.cli import main
 from orchestrator.spec.validate import validate_file
 
-CORPUS = Path(__file__).parent / "corpus"
+CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 FILES = sorted(CORPUS.glob("*.yaml"))
 EXPECT = re.compile(r"^# expect: ([EW]\d{3}) (\d+):(\d+)$")
 ALL_CODES = {"E100", "E101", "E102", "E103", "E110", *(f"E12{i}" for i in range(9)),

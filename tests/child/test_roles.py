@@ -14,8 +14,8 @@ import zmq
 from orchestrator.child.roles import ROLES, format_frame, format_frames
 from orchestrator.node import Node
 from orchestrator.plan import SocketPlan
-from tests import test_node as kit
-from tests.test_node import Child, Peers, fork_node, make_plan, recv, wait_for
+from tests.child import test_node as kit
+from tests.child.test_node import Child, Peers, fork_node, make_plan, recv, wait_for
 
 # The fixtures of test_node.py, by the names the tests here ask for.
 run_dir, ctx, peers, nothing_left = kit.run_dir, kit.ctx, kit.peers, kit.nothing_left

@@ -27,7 +27,7 @@ from orchestrator.supervisor.run import up
 from orchestrator.supervisor.supervisor import Replica, Supervisor
 from tests.conftest import Leftovers, wait_until
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FUNCS = "tests.nodes.funcs"
 
 

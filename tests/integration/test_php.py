@@ -12,8 +12,7 @@ import sys
 
 from tests.conftest import Leftovers
 from tests.tools import need_php_extension
-
-from .topo_samples import ROOT
+from tests.topo_samples import ROOT
 
 
 def test_php_client_and_workers_around_a_proxy_broker(no_leftovers: Leftovers) -> None:

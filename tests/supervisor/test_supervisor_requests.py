@@ -11,8 +11,7 @@ import pytest
 
 from orchestrator.supervisor.runready import StartupWatch
 from orchestrator.supervisor.supervisor import Supervisor
-
-from .test_supervisor import RUN, advance, build, pid_of
+from tests.supervisor.test_supervisor import RUN, advance, build, pid_of
 
 
 def test_restart_stops_a_live_replica_and_starts_it_again_once_it_exited() -> None:

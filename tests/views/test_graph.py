@@ -22,9 +22,8 @@ from orchestrator.errors import UsageError
 from orchestrator.spec.model import Topology
 from orchestrator.spec.validate import validate_file
 from orchestrator.views.graph import dot_quote, mermaid_text, picture_of, render
-
-from .tools import need
-from .topo_samples import ROOT, TEACHING, load, spec_example, topologies
+from tests.tools import need
+from tests.topo_samples import ROOT, TEACHING, load, spec_example, topologies
 
 SAFE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 MERMAID_LINE = re.compile(

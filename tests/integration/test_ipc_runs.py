@@ -27,8 +27,7 @@ from orchestrator.ipc.keys import keys_in_use, live_table
 from orchestrator.supervisor.run import up
 from tests.conftest import Leftovers, wait_until
 from tests.tools import need_php_extension
-
-from .topo_samples import ROOT
+from tests.topo_samples import ROOT
 
 KIND_FILE = {"msgqueue": "msg", "shm": "shm", "semaphore": "sem"}
 

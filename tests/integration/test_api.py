@@ -14,8 +14,7 @@ import zmq
 import orchestrator
 from orchestrator.errors import InvalidTopology, NotReady, UsageError
 from tests.conftest import Leftovers
-
-from .test_up import REPO, topology
+from tests.integration.test_up import REPO, topology
 
 EXAMPLE = REPO / "examples" / "ci" / "topology.yaml"
 

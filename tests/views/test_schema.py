@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 from orchestrator import units
 from orchestrator.spec import zmqrules
 from orchestrator.views.schema import DIALECT, json_schema, unhandled_validators
-
-from .topo_samples import SPEC_EXAMPLE, TEACHING
+from tests.topo_samples import SPEC_EXAMPLE, TEACHING
 
 
 @pytest.fixture(scope="module")

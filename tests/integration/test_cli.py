@@ -14,8 +14,7 @@ import pytest
 from orchestrator.cli import main
 from orchestrator.spec import validate
 from orchestrator.spec.diagnostics import Diagnostic, Position
-
-from .topo_samples import ROOT, TEACHING
+from tests.topo_samples import ROOT, TEACHING
 
 GOOD = """\
 description: one REQ, one REP

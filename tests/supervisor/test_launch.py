@@ -13,8 +13,7 @@ from orchestrator.plan import Plan
 from orchestrator.supervisor.lean import LAUNCH_FILE, exec_launch
 from orchestrator.supervisor.run import prepare
 from tests.conftest import Leftovers
-
-from .test_up import FUNCS, topology
+from tests.integration.test_up import FUNCS, topology
 
 
 def test_when_exec_fails_the_plan_runs_in_this_process(

@@ -14,8 +14,7 @@ from orchestrator.spec.model import Topology
 from orchestrator.spec.validate import validate_file
 from orchestrator.views.explain import WIDTH, explain
 from orchestrator.views.words import FLOW_TEXT, PRIMER_IPC, PRIMER_ZMQ, SOCKET_TEXT
-
-from .topo_samples import TEACHING, load, spec_example, topologies
+from tests.topo_samples import TEACHING, load, spec_example, topologies
 
 
 def flat(text: str) -> str:

@@ -7,8 +7,7 @@ from hypothesis import strategies as st
 
 from orchestrator.spec.links import Link, SocketRef, binds_match, links, parse_reference, split_tcp
 from orchestrator.spec.model import Topology
-
-from .topo_samples import load, spec_example, topologies
+from tests.topo_samples import load, spec_example, topologies
 
 
 def test_spec_example_links() -> None:

@@ -400,7 +400,7 @@ def test_from_env_gives_a_command_node_the_same_node(run_dir: Path, peers: Peers
     write_specs(plan)
     peer = peers.bind(zmq.PAIR, "peer")
     env = {**os.environ, "TOPO_SPEC": rp.spec_path,
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent), *sys.path])}
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), *sys.path])}
     proc = subprocess.Popen([sys.executable, "-c", SNIPPET], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     try:

@@ -28,8 +28,7 @@ import pytest
 from orchestrator.spec.validate import validate_file
 from tests.conftest import Leftovers
 from tests.tools import need, need_php_extension
-
-from .topo_samples import ROOT, TEACHING
+from tests.topo_samples import ROOT, TEACHING
 
 HEADER = re.compile(r"^#\s*check-(args|exit|line|no-line):\s?(.*)$")
 # What no run may print: a Python traceback, a PHP fatal error.
