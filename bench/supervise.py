@@ -38,7 +38,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from orchestrator.supervisor.run import up  # noqa: E402
+from orchestrator.start.foreground import run_file as up  # noqa: E402
 from orchestrator.supervisor.supervisor import Replica, Supervisor  # noqa: E402
 
 PROGRAM = "import time; print('up', flush=True); time.sleep(3600)"

@@ -211,7 +211,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "up":
         if args.detach:
             return _up_detached(args)
-        from orchestrator.supervisor.run import up_from_cli
+        from orchestrator.start.foreground import up_from_cli
 
         return up_from_cli(args)
     if args.command in ("down", "ls", "restart"):

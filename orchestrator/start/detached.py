@@ -82,8 +82,8 @@ def _become_supervisor(w: int, file: str, *, run_id: str | None,
         if os.fork() > 0:
             os._exit(0)
         _to_devnull()
+        from orchestrator.start.prepare import prepare
         from orchestrator.supervisor.lean import exec_launch
-        from orchestrator.supervisor.run import prepare
 
         plan = prepare(file, run_id=run_id, on_run_dir=_log_to)
         os.set_inheritable(w, True)

@@ -82,6 +82,8 @@ def main(path: str) -> NoReturn:
 
 
 def _run(plan: Plan, settings: dict[str, Any], notify: _Notify) -> int:
+    # deferred: `topo up` imports this module only to exec it; the supervisor's own
+    # modules load in the exec'd process, not in the one about to be replaced.
     from orchestrator.supervisor.run import Hooks, run_plan
 
     detached = notify.fd is not None

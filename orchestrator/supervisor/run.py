@@ -1,11 +1,10 @@
-"""`topo up` in the foreground: validate, plan, start, supervise, and leave nothing behind.
+"""Run a prepared plan to its end, then remove everything it made: the composition root.
 
-``up(...)`` is the Python entry point; ``up_from_cli(args)`` maps the parsed
-arguments onto it. Both return the run's exit code (SPEC §3): 0 all nodes
-succeeded, 1 a failure, the ``--exit-code-from`` node's code, 124 timeout,
-130 SIGINT, 143 SIGTERM. Validation errors raise ``InvalidTopology`` (exit 1)
-before anything starts; an unknown ``--exit-code-from`` node is a
-``UsageError`` (exit 2); a live run id is ``RunAlive`` (exit 1).
+``run_plan(plan, ...)`` is what every way of starting a run ends in: the lean
+supervisor that `topo up` execs (``lean.py``), and in-process callers (tests, the
+bench) through ``orchestrator/start/``. It returns the run's exit code (see
+docs/reference.md#exit-codes): 0 all nodes succeeded, 1 a failure, the
+``--exit-code-from`` node's code, 124 timeout, 130 SIGINT, 143 SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,16 +12,14 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import re
 import resource
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
-from orchestrator import paths
-from orchestrator.errors import NotReady, UsageError
+from orchestrator.errors import NotReady
 from orchestrator.paths import OUTPUT_LOG
 from orchestrator.plan import Plan
 from orchestrator.supervisor.eventloop import EventLoop
@@ -31,113 +28,6 @@ from orchestrator.supervisor.runready import StartupWatch
 from orchestrator.supervisor.spawn import Spawner, set_subreaper
 from orchestrator.supervisor.statefile import StateFile, serve_control, watch_owner
 from orchestrator.supervisor.supervisor import Options, Replica, Supervisor
-
-if TYPE_CHECKING:  # the lean supervisor imports this module: no argparse there
-    import argparse
-
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-def up_from_cli(args: argparse.Namespace) -> int:
-    """`topo up FILE`: validate and plan here, then run the plan in a lean process.
-
-    The supervisor forks every run node, and a fork copies the page tables of the
-    whole process: one that never imported the validator (pydantic and the
-    model) forks, and its children exit, markedly faster. So after planning this
-    process execs ``orchestrator.supervisor.lean``, keeping its pid (the state file
-    already names it), its terminal and its environment.
-    """
-    plan = prepare(args.file, run_id=args.run_id, exit_code_from=args.exit_code_from)
-    settings = {
-        "timeout": args.timeout, "exit_code_from": args.exit_code_from,
-        "abort_on_failure": args.abort_on_failure, "no_color": args.no_color,
-        "json_events": args.json, "reap_orphans": True,  # every child of `topo` is a node's
-    }
-    from orchestrator.supervisor.lean import exec_launch
-
-    return exec_launch(plan, settings)
-
-
-def up(
-    file: str | os.PathLike[str],
-    *,
-    run_id: str | None = None,
-    timeout: float | None = None,
-    exit_code_from: str | None = None,
-    abort_on_failure: bool = False,
-    no_color: bool = False,
-    environ: Mapping[str, str] | None = None,
-    out: BinaryIO | None = None,
-    err: BinaryIO | None = None,
-    reap_orphans: bool = False,
-    ready_hook: Callable[[Replica], None] | None = None,
-    on_start: Callable[[Supervisor], None] | None = None,
-    on_up: Callable[[str], None] | None = None,
-    wait_timeout: float | None = None,
-    owner_pid: int | None = None,
-    json_events: bool = False,
-) -> int:
-    """Run a topology in this process until it ends; return its exit code.
-
-    ``on_up(run_id)`` is called once every node is ready (see ``startup.py``);
-    when given, a run that cannot get there is stopped and ``NotReady`` raised
-    with the reason. ``owner_pid``: the run stops when that process exits (the
-    Python API's runs end with the test process that started them, however it
-    ends). ``json_events``: stdout carries one JSON event per line
-    (``output.JsonPrinter``).
-    """
-    plan = prepare(file, run_id=run_id, exit_code_from=exit_code_from, environ=environ, err=err)
-    return run_plan(
-        plan, timeout=timeout, exit_code_from=exit_code_from, abort_on_failure=abort_on_failure,
-        no_color=no_color, environ=environ, out=out, err=err, reap_orphans=reap_orphans,
-        hooks=Hooks(ready_hook, on_start, on_up, wait_timeout, owner_pid, json_events))
-
-
-def prepare(
-    file: str | os.PathLike[str],
-    *,
-    run_id: str | None = None,
-    exit_code_from: str | None = None,
-    environ: Mapping[str, str] | None = None,
-    err: BinaryIO | None = None,
-    on_run_dir: Callable[[Path], None] | None = None,
-) -> Plan:
-    """Validate ``file``, claim its run folder and resolve its plan; nothing is started yet.
-
-    Raises ``InvalidTopology``, ``UsageError`` (a bad run id or ``--exit-code-from``
-    node) or ``RunAlive``. The folder is removed again if planning fails.
-    ``on_run_dir(path)`` is called once the folder exists.
-    """
-    from orchestrator.runs.folder import create_run_dir, remove_run_dir
-    from orchestrator.spec.planner import plan_run
-    from orchestrator.spec.validate import load_or_raise
-
-    env = os.environ if environ is None else environ
-    loaded = load_or_raise(file, env)
-    topology = loaded.topology
-    assert topology is not None
-    err_stream = err if err is not None else sys.stderr.buffer
-    for d in loaded.diagnostics:
-        err_stream.write(f"{d.format()}\n".encode())
-    err_stream.flush()
-    run_id = run_id or topology.name
-    if not _RUN_ID.match(run_id):
-        raise UsageError(
-            f"run id {run_id!r} may hold only letters, digits, '.', '_' and '-' "
-            "(at most 64, starting with a letter or digit)")
-    if exit_code_from is not None and exit_code_from not in topology.nodes:
-        raise UsageError(
-            f"--exit-code-from {exit_code_from}: the topology has no node by that name "
-            f"(its nodes: {', '.join(topology.nodes)})")
-    run_dir = paths.run_dir(run_id, env)
-    create_run_dir(run_dir)
-    try:
-        if on_run_dir is not None:
-            on_run_dir(run_dir)
-        return plan_run(topology, Path(file).resolve(), run_id, run_dir, environ=env)
-    except BaseException:
-        remove_run_dir(run_dir)
-        raise
 
 
 def run_plan(

@@ -24,7 +24,7 @@ import sysv_ipc
 
 from examples.ipc_semaphore import check_no_overlap
 from orchestrator.ipc.keys import keys_in_use, live_table
-from orchestrator.supervisor.run import up
+from orchestrator.start.foreground import run_file as up
 from tests.conftest import Leftovers, wait_until
 from tests.tools import need_php_extension
 from tests.topo_samples import ROOT

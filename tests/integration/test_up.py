@@ -23,7 +23,7 @@ import pytest
 
 from orchestrator.cli import main as topo_main
 from orchestrator.errors import InvalidTopology, RunAlive, UsageError
-from orchestrator.supervisor.run import up
+from orchestrator.start.foreground import run_file as up
 from orchestrator.supervisor.supervisor import Replica, Supervisor
 from tests.conftest import Leftovers, wait_until
 

@@ -10,8 +10,8 @@ import pytest
 
 from orchestrator.errors import RunAlive
 from orchestrator.plan import Plan
+from orchestrator.start.prepare import prepare
 from orchestrator.supervisor.lean import LAUNCH_FILE, exec_launch
-from orchestrator.supervisor.run import prepare
 from tests.conftest import Leftovers
 from tests.integration.test_up import FUNCS, topology
 

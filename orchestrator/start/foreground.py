@@ -1,0 +1,76 @@
+"""`topo up FILE` in the foreground, and the same run inside the calling process.
+
+``up_from_cli(args)`` validates and plans here, then execs the lean supervisor;
+``run_file(file, ...)`` runs the whole topology in this process (tests, the bench).
+Both return the run's exit code (docs/reference.md#exit-codes). Validation errors
+raise ``InvalidTopology`` (exit 1) before anything starts; an unknown
+``--exit-code-from`` node is a ``UsageError`` (exit 2); a live run id is
+``RunAlive`` (exit 1).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, BinaryIO
+
+from orchestrator.start.prepare import prepare
+from orchestrator.supervisor.lean import exec_launch
+from orchestrator.supervisor.run import Hooks, run_plan
+from orchestrator.supervisor.supervisor import Replica, Supervisor
+
+if TYPE_CHECKING:
+    import argparse
+
+
+def up_from_cli(args: argparse.Namespace) -> int:
+    """`topo up FILE`: validate and plan here, then run the plan in a lean process.
+
+    The supervisor forks every run node, and a fork copies the page tables of the
+    whole process: one that never imported the validator (pydantic and the
+    model) forks, and its children exit, markedly faster. So after planning this
+    process execs ``orchestrator.supervisor.lean``, keeping its pid (the state file
+    already names it), its terminal and its environment.
+    """
+    plan = prepare(args.file, run_id=args.run_id, exit_code_from=args.exit_code_from)
+    settings = {
+        "timeout": args.timeout, "exit_code_from": args.exit_code_from,
+        "abort_on_failure": args.abort_on_failure, "no_color": args.no_color,
+        "json_events": args.json, "reap_orphans": True,  # every child of `topo` is a node's
+    }
+    return exec_launch(plan, settings)
+
+
+def run_file(
+    file: str | os.PathLike[str],
+    *,
+    run_id: str | None = None,
+    timeout: float | None = None,
+    exit_code_from: str | None = None,
+    abort_on_failure: bool = False,
+    no_color: bool = False,
+    environ: Mapping[str, str] | None = None,
+    out: BinaryIO | None = None,
+    err: BinaryIO | None = None,
+    reap_orphans: bool = False,
+    ready_hook: Callable[[Replica], None] | None = None,
+    on_start: Callable[[Supervisor], None] | None = None,
+    on_up: Callable[[str], None] | None = None,
+    wait_timeout: float | None = None,
+    owner_pid: int | None = None,
+    json_events: bool = False,
+) -> int:
+    """Run a topology in this process until it ends; return its exit code.
+
+    ``on_up(run_id)`` is called once every node is ready (see ``supervisor/runready.py``);
+    when given, a run that cannot get there is stopped and ``NotReady`` raised
+    with the reason. ``owner_pid``: the run stops when that process exits (the
+    Python API's runs end with the test process that started them, however it
+    ends). ``json_events``: stdout carries one JSON event per line
+    (``output.JsonPrinter``).
+    """
+    plan = prepare(file, run_id=run_id, exit_code_from=exit_code_from, environ=environ, err=err)
+    return run_plan(
+        plan, timeout=timeout, exit_code_from=exit_code_from, abort_on_failure=abort_on_failure,
+        no_color=no_color, environ=environ, out=out, err=err, reap_orphans=reap_orphans,
+        hooks=Hooks(ready_hook, on_start, on_up, wait_timeout, owner_pid, json_events))
