@@ -1,1 +1,4 @@
-"""Node code for the teaching topologies in ``topologies/`` (SPEC §4: ``def main(node)``)."""
+"""Node code for the teaching topologies in ``topologies/``: ``def main(node)`` functions.
+
+The contract: docs/reference.md#the-node-contract.
+"""

@@ -16,6 +16,7 @@ def __getattr__(name: str) -> Any:
     # `orchestrator.up` and `orchestrator.Run` load the API on first use: the `topo`
     # command, which imports this package too, starts faster without it.
     if name in ("up", "Run"):
+        # deferred: the `topo` command imports this package too, and starts faster without the API
         from orchestrator import api
 
         return getattr(api, name)

@@ -32,7 +32,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from orchestrator import paths
 from orchestrator.errors import NotReady, RunError, UsageError
+from orchestrator.paths import OUTPUT_LOG
+from orchestrator.runs.client import Run as Found
+from orchestrator.runs.client import down_run, restart_run
+from orchestrator.runs.folder import read_state
 from orchestrator.spec.zmqrules import PEERS
 
 _CLI = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
@@ -59,6 +64,7 @@ def up(
     ``NotReady`` raised, naming the node. ``env``: the environment of the run
     (default ``os.environ``), e.g. to set ``${VARS}`` or ``TOPO_STATE_DIR``.
     """
+    # deferred: pydantic and the file model load on the first up(), not on `import orchestrator`
     from orchestrator.spec.validate import load_or_raise
 
     environ = dict(os.environ if env is None else env)
@@ -82,8 +88,6 @@ class Run:
     """A running topology: its endpoints, sockets to reach them, its logs and its replicas."""
 
     def __init__(self, run_id: str, environ: Mapping[str, str]) -> None:
-        from orchestrator import paths
-        from orchestrator.runs.folder import read_state
 
         self.run_id = run_id
         self.environ = dict(environ)
@@ -149,6 +153,7 @@ class Run:
         PULL for PUSH, ...); a SUB subscribes to ``subscribe``. ``timeout`` sets
         ``rcvtimeo`` / ``sndtimeo`` so a test waits at most that long.
         """
+        # deferred: a caller that never connects a socket does not pay for libzmq
         import zmq
 
         target = self.socket_type(ref)
@@ -172,6 +177,7 @@ class Run:
     # -- replicas ---------------------------------------------------------------------------------
     def ps(self) -> list[dict[str, Any]]:
         """Every replica: name, node, pid, state, restarts, exit_code, uptime, CPU and RSS."""
+        # deferred: psutil, which only ps() needs
         from orchestrator.views.ps import _view
 
         return list(_view(self._found())["replicas"])
@@ -210,14 +216,12 @@ class Run:
 
     def restart(self, *names: str) -> None:
         """Restart nodes or replicas; returns once each is ready again."""
-        from orchestrator.runs.client import restart_run
 
         restart_run(self._found(), list(names))
 
     # -- logs -------------------------------------------------------------------------------------
     def logs(self, replica: str | None = None) -> list[str]:
         """Lines written so far by a replica (``node.N``), a node's replicas, or everyone."""
-        from orchestrator.paths import OUTPUT_LOG
 
         try:
             data = (self.folder / OUTPUT_LOG).read_bytes()
@@ -258,13 +262,10 @@ class Run:
             sock.close(linger=0)
         if self._context is not None:
             self._context.term()
-        from orchestrator.runs.client import down_run
 
         down_run(self._found())
 
     def _found(self) -> Any:
-        from orchestrator.runs.client import Run as Found
-        from orchestrator.runs.folder import read_state
 
         return Found(self.run_id, self.folder, read_state(self.folder))
 

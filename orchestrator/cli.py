@@ -2,7 +2,10 @@
 
 Exit status: 0 success, 1 the topology or the run failed, 2 the command could
 not run (bad arguments, missing file). ``topo up`` has the run's own codes
-(SPEC §3): 124 timeout, 130 SIGINT, 143 SIGTERM.
+(docs/reference.md#exit-codes): 124 timeout, 130 SIGINT, 143 SIGTERM.
+
+Each command imports only the layers it needs, inside its branch of ``_dispatch``:
+`topo validate` never loads the supervisor, `topo ps` never loads pydantic.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from orchestrator.errors import TopoError, UsageError
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}\n(run `{self.prog} --help` for usage)")
+        # main() prints "topo: " before every error; a subcommand adds its own name.
+        command = self.prog.removeprefix("topo").strip()
+        where = f"{command}: " if command else ""
+        raise UsageError(f"{where}{message}\n(run `{self.prog} --help` for usage)")
 
 
 class _VersionAction(argparse.Action):
@@ -113,6 +119,7 @@ def _split_run(run: str | None, nodes: list[str]) -> tuple[str | None, list[str]
     """`logs [RUN] [NODE...]`: the first name is a run only if a run has that name."""
     if run is None:
         return None, nodes
+    # deferred: each command loads only its own layers
     from orchestrator.paths import run_dir
 
     if run_dir(run).is_dir() if "/" not in run else True:
@@ -127,6 +134,7 @@ def _count(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
+    # deferred: each command loads only its own layers
     from orchestrator.units import parse_duration
 
     try:
@@ -136,6 +144,7 @@ def _seconds(text: str) -> float:
 
 
 def _version() -> str:
+    # deferred: importlib.metadata costs every command ~14 ms; only --version needs it
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -182,17 +191,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "validate":
+        # deferred: each command loads only its own layers
         from orchestrator.spec.validate import run_validate
 
         return run_validate(args.files, strict=args.strict, fmt=args.format)
     if args.command == "schema":
+        # deferred: each command loads only its own layers
         import json
 
+        # deferred: each command loads only its own layers
         from orchestrator.views.schema import json_schema
 
         print(json.dumps(json_schema(), indent=2))
         return 0
     if args.command == "graph":
+        # deferred: each command loads only its own layers
         from orchestrator.spec.validate import load_or_raise
         from orchestrator.views.graph import render
 
@@ -201,6 +214,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(render(topology, args.format), end="")
         return 0
     if args.command == "explain":
+        # deferred: each command loads only its own layers
         from orchestrator.spec.validate import load_or_raise
         from orchestrator.views.explain import explain
 
@@ -211,10 +225,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "up":
         if args.detach:
             return _up_detached(args)
+        # deferred: each command loads only its own layers
         from orchestrator.start.foreground import up_from_cli
 
         return up_from_cli(args)
     if args.command in ("down", "ls", "restart"):
+        # deferred: each command loads only its own layers
         from orchestrator.runs import client as runs
 
         if args.command == "down":
@@ -223,6 +239,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             return runs.ls(as_json=args.json)
         return runs.restart(args.run, args.nodes)
     if args.command == "gc":
+        # deferred: each command loads only its own layers
         from orchestrator.ipc.resources import gc
         from orchestrator.paths import state_root
 
@@ -230,10 +247,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         print("\n".join(said) if said else "nothing to clean: no dead run is left")
         return 0
     if args.command == "ps":
+        # deferred: each command loads only its own layers
         from orchestrator.views.ps import ps
 
         return ps(args.run, as_json=args.json)
     if args.command == "logs":
+        # deferred: each command loads only its own layers
         from orchestrator.views.logs import logs
 
         return logs(args.run, args.nodes, follow=args.follow, tail=args.tail,
@@ -243,6 +262,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _up_detached(args: argparse.Namespace) -> int:
+    # deferred: each command loads only its own layers
     from orchestrator.start.detached import up_detached
 
     if args.exit_code_from:

@@ -17,10 +17,15 @@ mistake.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from orchestrator.spec.diagnostics import Diagnostic
+
+class Formatted(Protocol):
+    """A diagnostic as this module needs it (``spec/diagnostics.py`` makes them): it formats
+    itself as ``file:line:col: error[CODE] sentence``. A protocol, so the exception tree at
+    the bottom of the layers never imports the spec layer."""
+
+    def format(self) -> str: ...
 
 
 class TopoError(Exception):
@@ -34,7 +39,7 @@ class UsageError(TopoError):
 class InvalidTopology(TopoError):
     exit_code = 1
 
-    def __init__(self, diagnostics: Sequence[Diagnostic]):
+    def __init__(self, diagnostics: Sequence[Formatted]):
         self.diagnostics = list(diagnostics)
         super().__init__("\n".join(d.format() for d in self.diagnostics))
 

@@ -117,7 +117,8 @@ class ReplicaPlan:
     argv: tuple[str, ...] | None = None  # command nodes
     params: Mapping[str, Any] = field(default_factory=dict)  # the node's `with:`
     cwd: str = "."  # absolute
-    env: Mapping[str, str] = field(default_factory=dict)  # user env + TOPO_* (SPEC §4)
+    # The node's env: and the TOPO_* variables (docs/reference.md#the-node-contract).
+    env: Mapping[str, str] = field(default_factory=dict)
     sockets: tuple[SocketPlan, ...] = ()
     ipc: tuple[str, ...] = ()
     log_path: str = ""

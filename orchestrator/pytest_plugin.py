@@ -47,6 +47,7 @@ class TopologyFactory:
 
     def __call__(self, file: str | os.PathLike[str], run_id: str | None = None,
                  timeout: float = 10.0, env: Mapping[str, str] | None = None) -> Run:
+        # deferred: pytest loads every plugin at start-up; the API loads when a test asks for a run
         from orchestrator.api import up
 
         run = up(self._find(Path(file)), run_id, timeout, env=env)

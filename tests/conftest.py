@@ -51,7 +51,7 @@ def wait_until(
 
 
 def sysv_ids() -> set[tuple[str, str]]:
-    ids = set()
+    ids: set[tuple[str, str]] = set()
     for kind in ("msg", "shm", "sem"):
         try:
             lines = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]
@@ -62,7 +62,7 @@ def sysv_ids() -> set[tuple[str, str]]:
 
 
 def marked_processes(markers: list[bytes]) -> list[int]:
-    found = []
+    found: list[int] = []
     me = os.getpid()
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == me:
@@ -78,17 +78,21 @@ def marked_processes(markers: list[bytes]) -> list[int]:
 
 
 def leftovers_in(root: Path) -> list[str]:
-    left = []
-    if not root.exists():
-        return left
-    for path in root.rglob("*"):
-        try:
-            mode = path.lstat().st_mode
-        except OSError:
-            continue
-        if stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode):
-            left.append(f"ipc file {path}")
-    left.extend(f"run folder {p}" for p in root.iterdir() if p.is_dir())
+    """Ipc files and run folders under ``root``. Runs may be removing their folders while
+    this walks, so an entry that vanishes half-way is simply not there (os.walk skips a
+    folder it can no longer list; rglob raised FileNotFoundError)."""
+    left: list[str] = []
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder, name)
+            try:
+                mode = path.lstat().st_mode
+            except OSError:
+                continue
+            if stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode):
+                left.append(f"ipc file {path}")
+        if Path(folder) == root:
+            left.extend(f"run folder {Path(folder, d)}" for d in dirs)
     return left
 
 

@@ -93,7 +93,12 @@ def imports_of(module: str, path: Path, modules: Iterable[str]) -> list[Import]:
         return "# deferred" in here or above.startswith("# deferred")
 
     def visit(node: ast.AST, in_function: bool, type_only: bool) -> None:
+        group_deferred = False  # one `# deferred` comment covers the imports right below it
         for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                group_deferred = group_deferred or deferred(child.lineno)
+            else:
+                group_deferred = False
             fn = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
             tc = type_only or (isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(
                 child.test))
@@ -111,8 +116,8 @@ def imports_of(module: str, path: Path, modules: Iterable[str]) -> list[Import]:
             for name in names:
                 target = (_resolve(name, modules) if name.startswith("orchestrator")
                           else name.split(".")[0])
-                found.append(Import(module, target, child.lineno, fn, tc,
-                                    deferred(child.lineno)))
+                assert isinstance(child, (ast.Import, ast.ImportFrom))
+                found.append(Import(module, target, child.lineno, fn, tc, group_deferred))
             visit(child, fn, tc)
 
     visit(tree, False, False)

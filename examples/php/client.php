@@ -1,6 +1,6 @@
 <?php
 // A REQ client for topo: sends requests through the broker and prints each reply.
-// topo hands it its endpoints in the environment (SPEC §4):
+// topo hands it its endpoints in the environment (docs/reference.md#the-node-contract):
 //   TOPO_SOCKET_SERVER       comma-separated endpoints to connect to
 //   TOPO_SOCKET_SERVER_TYPE  REQ
 require __DIR__ . '/topo.php';

@@ -1,7 +1,7 @@
 <?php
 // The PHP side of topologies/ipc_php.yaml: a System V message queue and a
 // shared-memory segment shared with a Python node, through their keys.
-// topo hands the keys over in the environment (SPEC §4):
+// topo hands the keys over in the environment (docs/reference.md#the-node-contract):
 //   TOPO_IPC_INBOX_KEY   the message queue's key (msg_get_queue)
 //   TOPO_IPC_BOARD_KEY   the segment's key (shmop_open)
 // Messages are raw bytes both ways: PHP's serialisation is off, so Python

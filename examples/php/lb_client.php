@@ -1,7 +1,7 @@
 <?php
 // A REQ client for topo (topologies/php_lbbroker.yaml): sends REQUESTS requests
 // through the broker, one at a time, and prints each reply. Its endpoints come
-// from TOPO_SOCKET_BROKER (SPEC §4).
+// from TOPO_SOCKET_BROKER (docs/reference.md#the-node-contract).
 require __DIR__ . '/topo.php';
 
 $count = (int) (getenv('REQUESTS') ?: 4);

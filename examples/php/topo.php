@@ -1,5 +1,5 @@
 <?php
-// What a PHP program run by topo needs, in one place (SPEC §4): its endpoints from
+// What a PHP program run by topo needs, in one place (docs/reference.md#the-node-contract): its endpoints from
 // TOPO_SOCKET_<NAME>, its own name, a socket connected to them, and a stop flag.
 // Include it with: require __DIR__ . '/topo.php';
 

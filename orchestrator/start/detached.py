@@ -5,7 +5,7 @@ then forks; the child starts a new session and forks again, so the supervisor
 is neither a session leader nor attached to any terminal, and its stdin,
 stdout and stderr are ``/dev/null`` until the run folder exists, then the
 folder's ``supervisor.log``. It plans the run and execs the lean supervisor
-(``launch.py``). Node output goes to the run's log files only.
+(``supervisor/lean.py``). Node output goes to the run's log files only.
 
 The supervisor tells the waiting `topo` how the start went over a pipe, with
 one JSON line: ``{"ok": true, "run_id": ...}`` once every node is ready, or
@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import NotReady, RunError, TopoError
+from orchestrator.spec.validate import load_or_raise
+from orchestrator.start.prepare import prepare
+from orchestrator.supervisor.lean import exec_launch
 
 SUPERVISOR_LOG = "supervisor.log"
 
@@ -42,8 +45,6 @@ def up_detached(
     Raises ``InvalidTopology`` (nothing started), ``RunAlive``, or ``NotReady``
     naming the node that did not get ready (the run is gone again by then).
     """
-    from orchestrator.spec.validate import load_or_raise
-
     loaded = load_or_raise(file)
     for d in loaded.diagnostics:
         print(d.format(), file=sys.stderr)
@@ -82,9 +83,6 @@ def _become_supervisor(w: int, file: str, *, run_id: str | None,
         if os.fork() > 0:
             os._exit(0)
         _to_devnull()
-        from orchestrator.start.prepare import prepare
-        from orchestrator.supervisor.lean import exec_launch
-
         plan = prepare(file, run_id=run_id, on_run_dir=_log_to)
         os.set_inheritable(w, True)
         code = exec_launch(plan, {**settings, "reap_orphans": True, "notify_fd": w})

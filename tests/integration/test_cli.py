@@ -241,3 +241,16 @@ def test_a_closed_pipe_ends_the_program_quietly(tmp_path: Path, argv: list[str])
     finally:
         os.close(w)
     assert (result.returncode, result.stderr) == (0, b"")
+
+
+@pytest.mark.parametrize(("argv", "first_line"), [
+    (["bogus"], "topo: argument COMMAND: invalid choice: 'bogus'"),
+    (["up"], "topo: up: the following arguments are required: FILE"),
+    (["graph", "--format", "svg", "x.yaml"], "topo: graph: argument --format: invalid choice"),
+])
+def test_an_argument_error_names_the_program_once(
+        capsys: pytest.CaptureFixture[str], argv: list[str], first_line: str) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith(first_line), err
+    assert "topo: topo" not in err

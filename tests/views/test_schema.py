@@ -1,8 +1,7 @@
 """`topo schema`: the JSON Schema of the file format, checked as JSON Schema 2020-12.
 
-``jsonschema`` is not a dependency of topo: these tests use it when it is
-installed (it checks the schema itself and validates files with it) and skip
-those parts otherwise; the key checks need nothing.
+``jsonschema`` is a test dependency, not one of topo's: it checks the schema itself
+and validates files with it, so none of these tests is skipped.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from hypothesis import given
@@ -30,7 +30,6 @@ def schema() -> dict[str, Any]:
 
 @functools.cache
 def _validator() -> Any:
-    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not installed")
     return jsonschema.Draft202012Validator(json_schema())
 
 
