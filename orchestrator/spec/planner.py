@@ -37,6 +37,7 @@ from orchestrator.plan import (
     ReplicaPlan,
     SocketPlan,
 )
+from orchestrator.spec.depgraph import dependency_order
 from orchestrator.spec.model import Endpoint, IpcSpec, NodeSpec, SocketSpec, Topology
 
 PortAllocator = Callable[[str], int]
@@ -148,26 +149,12 @@ def _check_ipc_lengths(replicas: list[ReplicaPlan], run_id: str) -> None:
 
 def dependency_tiers(topology: Topology) -> tuple[tuple[str, ...], ...]:
     """Topological levels of ``depends_on``: tier 0 depends on nothing; file order within a tier."""
-    level: dict[str, int] = {}
-    visiting: set[str] = set()
-
-    def depth(name: str) -> int:
-        if name in level:
-            return level[name]
-        if name in visiting:
-            raise RunError(f"depends_on forms a cycle through node {name}")
-        if name not in topology.nodes:
-            raise RunError(f"depends_on names node {name}, which does not exist")
-        visiting.add(name)
-        deps = topology.nodes[name].depends_on
-        level[name] = 1 + max((depth(d) for d in deps), default=-1)
-        visiting.discard(name)
-        return level[name]
-
-    for name in topology.nodes:
-        depth(name)
-    count = max(level.values(), default=-1) + 1
-    return tuple(tuple(n for n in topology.nodes if level[n] == t) for t in range(count))
+    order = dependency_order({name: node.depends_on for name, node in topology.nodes.items()})
+    if order.unknown:
+        raise RunError(f"depends_on names node {order.unknown[0].name}, which does not exist")
+    if order.cycles:
+        raise RunError(f"depends_on forms a cycle through node {order.cycles[0].nodes[0]}")
+    return order.tiers
 
 
 def ipc_plan(
