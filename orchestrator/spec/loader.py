@@ -1,75 +1,28 @@
 """YAML text -> (Topology, SourceMap, diagnostics), keeping every source position.
 
-``loader_yaml`` builds plain Python values from the YAML event stream so each
-key and value keeps its line and column, and interpolates ``${VAR}`` in
-scalars; here we apply ``defaults:`` to every node, and only then hand the
-data to pydantic. Pydantic's errors come back with a ``loc`` path, which the
-SourceMap turns into ``file:line:col`` (``loader_pydantic``).
+``yamltext`` builds plain Python values from the YAML event stream so each
+key and value keeps its line and column (in a ``source.SourceMap``), and
+interpolates ``${VAR}`` in scalars; here we apply ``defaults:`` to every node,
+and only then hand the data to pydantic. Pydantic's errors come back with a
+``loc`` path, which the source map turns into ``file:line:col``
+(``pydantic_errors``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from orchestrator.spec.diagnostics import Diagnostic, Position
+from orchestrator.spec.diagnostics import Diagnostic
 from orchestrator.spec.model import NodeSettings, Topology, default_topology_name
 from orchestrator.spec.pydantic_errors import from_pydantic
+from orchestrator.spec.source import Entry, SourceMap, paused_gc
 from orchestrator.spec.yamltext import EventBuilder, YamlError
-
-PathKey = tuple[str | int, ...]
-
-
-@dataclass
-class SourceMap:
-    """Where each key and value of the file sits. Paths are tuples of keys and indices."""
-
-    file: str
-    keys: dict[PathKey, Position] = field(default_factory=dict)
-    values: dict[PathKey, Position] = field(default_factory=dict)
-
-    def value(self, *path: str | int) -> Position:
-        """Position of the value at ``path``, or of its nearest ancestor that exists."""
-        return self._nearest(self.values, tuple(path))
-
-    def key(self, *path: str | int) -> Position:
-        """Position of the key at ``path`` (its value's, for list items)."""
-        p = tuple(path)
-        while p:
-            if p in self.keys:
-                return self.keys[p]
-            if p in self.values:
-                return self.values[p]
-            p = p[:-1]
-        return self.values.get((), Position(self.file, 1, 1))
-
-    def _nearest(self, table: Mapping[PathKey, Position], path: PathKey) -> Position:
-        while path:
-            if path in table:
-                return table[path]
-            path = path[:-1]
-        return table.get((), Position(self.file, 1, 1))
-
-    def copy_subtree(self, src: PathKey, dst: PathKey) -> None:
-        self.paste(self.subtree(src), dst)
-
-    def subtree(self, src: PathKey) -> list[tuple[dict[PathKey, Position], PathKey, Position]]:
-        """Every position at or under ``src``, relative to it (one pass over the map)."""
-        n = len(src)
-        return [(table, path[n:], pos) for table in (self.keys, self.values)
-                for path, pos in table.items() if path[:n] == src]
-
-    def paste(self, entries: list[tuple[dict[PathKey, Position], PathKey, Position]],
-              dst: PathKey) -> None:
-        for table, rel, pos in entries:
-            table.setdefault(dst + rel, pos)
 
 
 @dataclass
@@ -78,19 +31,6 @@ class Loaded:
     source: SourceMap
     diagnostics: list[Diagnostic]
     raw: Any = None
-
-
-@contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """Loading builds hundreds of thousands of small acyclic objects; the cyclic collector
-    would scan them again and again for nothing (a third of the time on 10,000 nodes)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def load_text(
@@ -151,7 +91,7 @@ def _apply_defaults(raw: dict[str, Any], source: SourceMap) -> None:
     if not isinstance(defaults, dict) or not isinstance(nodes, dict):
         return
     # Positions under defaults: are gathered once, so applying them stays linear in the nodes.
-    under: dict[str, list[Any]] = {key: [] for key in defaults}
+    under: dict[str, list[Entry]] = {key: [] for key in defaults}
     for table in (source.keys, source.values):
         for path, pos in table.items():
             if len(path) >= 2 and path[0] == "defaults" and path[1] in under:

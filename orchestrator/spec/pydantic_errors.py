@@ -2,25 +2,21 @@
 
 Pydantic reports a ``loc`` path through its own model tree (union branches,
 validator labels included); here that path is cleaned back to the path through
-the data, which the loader's ``SourceMap`` turns into a position.
+the data, which the loader's ``source.SourceMap`` turns into a position.
 """
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.spec.diagnostics import Diagnostic
 from orchestrator.spec.model import Topology
-
-if TYPE_CHECKING:
-    from orchestrator.spec.loader import (
-        SourceMap,  # loader imports this module: a runtime import would cycle
-    )
+from orchestrator.spec.phrases import did_you_mean
+from orchestrator.spec.source import PathKey, SourceMap
 
 _IPC_VALUE_FIELDS = {"size", "mode", "value", "max_bytes", "key"}
 
@@ -41,10 +37,8 @@ def from_pydantic(exc: ValidationError, source: SourceMap) -> list[Diagnostic]:
         if kind == "extra_forbidden":
             key = str(loc[-1]) if loc else "?"
             allowed = _allowed_keys(loc[:-1])
-            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-            text = f"unknown key '{key}' in {'.'.join(map(str, loc[:-1])) or 'the top level'}"
-            if close:
-                text += f"; did you mean '{close[0]}'?"
+            text = (f"unknown key '{key}' in {'.'.join(map(str, loc[:-1])) or 'the top level'}"
+                    f"{did_you_mean(key, allowed)}")
             hint = "allowed keys here: " + ", ".join(sorted(allowed)) if allowed else ""
             diags.append(Diagnostic.at(source.key(*loc), "E101", text, hint))
             continue
@@ -70,7 +64,7 @@ def from_pydantic(exc: ValidationError, source: SourceMap) -> list[Diagnostic]:
     return diags
 
 
-def _hint(kind: str, loc: tuple[str | int, ...]) -> str:
+def _hint(kind: str, loc: PathKey) -> str:
     field = next((p for p in reversed(loc) if isinstance(p, str)), "")
     return _HINTS.get(kind) or _FIELD_HINTS.get(field) or (
         f"see the `{field}:` entry in the topology format (`topo schema`)" if field
@@ -99,7 +93,7 @@ _HINTS = {
 }
 
 
-def _clean_loc(loc: tuple[Any, ...], source: SourceMap) -> tuple[str | int, ...]:
+def _clean_loc(loc: tuple[Any, ...], source: SourceMap) -> PathKey:
     """Drop pydantic's union-branch and validator labels, keeping the path through the data."""
     out: list[str | int] = []
     for part in loc:
@@ -115,7 +109,7 @@ def _clean_loc(loc: tuple[Any, ...], source: SourceMap) -> tuple[str | int, ...]
     return tuple(out)
 
 
-def _allowed_keys(loc: tuple[str | int, ...]) -> list[str]:
+def _allowed_keys(loc: PathKey) -> list[str]:
     """The field names (by alias) of the model found at ``loc`` in the Topology model tree."""
     tp: Any = Topology
     for part in loc:

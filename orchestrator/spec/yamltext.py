@@ -22,9 +22,7 @@ from yaml.resolver import Resolver
 
 from orchestrator.spec.diagnostics import Diagnostic, Position
 from orchestrator.spec.interpolate import InterpolationError, interpolate
-
-PathKey = tuple[str | int, ...]
-Entry = tuple[dict[PathKey, Position], PathKey, Position]
+from orchestrator.spec.source import Entry, PathKey
 
 _PARSER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR = "tag:yaml.org,2002:str"

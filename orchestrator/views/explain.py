@@ -14,10 +14,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from orchestrator.spec import zmqrules
-from orchestrator.spec.checks import words
 from orchestrator.spec.diagnostics import Diagnostic
 from orchestrator.spec.links import Link, SocketRef, links
 from orchestrator.spec.model import IpcSpec, NodeSpec, SocketSpec, Topology
+from orchestrator.spec.phrases import words
 from orchestrator.units import format_duration
 from orchestrator.views.graph import human_size
 from orchestrator.views.words import (

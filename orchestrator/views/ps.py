@@ -15,6 +15,7 @@ from typing import Any
 import psutil
 
 from orchestrator.errors import ControlError
+from orchestrator.ipc.records import describe
 from orchestrator.runs.client import Run, all_runs, find_run, human_duration, print_table
 from orchestrator.runs.control import request
 from orchestrator.runs.folder import supervisor_alive
@@ -82,11 +83,7 @@ def _ipc(state: dict[str, Any]) -> list[dict[str, Any]]:
     records = state.get("ipc")
     if not isinstance(records, list) or not records:
         return []
-    try:
-        from orchestrator.ipc.resources import describe
-    except ImportError:
-        return [r for r in records if isinstance(r, dict)]
-    return list(describe(records))
+    return describe(records)
 
 
 def _print_view(view: dict[str, Any]) -> None:

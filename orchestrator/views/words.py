@@ -5,9 +5,9 @@ socket's settings. Pure; ``explain.py`` puts it all together.
 
 from __future__ import annotations
 
-from orchestrator.spec.checks import words
 from orchestrator.spec.endpoints import WILDCARD_HOSTS, WILDCARD_PORTS
 from orchestrator.spec.links import split_tcp
+from orchestrator.spec.phrases import words
 
 PRIMER_ZMQ = (
     "How to read this: topo starts each node as a process (or as several identical copies). "

@@ -1,4 +1,4 @@
-"""The semantic validator (orchestrator/checks*.py), one rule at a time, on small texts."""
+"""The semantic validator (orchestrator/spec/checks/), one rule at a time, on small texts."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.spec import checks
 from orchestrator.spec.checks import ipc as checks_ipc
+from orchestrator.spec.checks import nodes as checks_nodes
 from orchestrator.spec.diagnostics import Diagnostic
 from orchestrator.spec.loader import load_text
 
@@ -420,7 +421,8 @@ def test_deterministic_and_never_raises(monkeypatch: pytest.MonkeyPatch) -> None
     def broken(ctx: object) -> None:
         raise KeyError("boom")
 
-    monkeypatch.setattr(checks, "_check_depends_on", broken)
+    passes = tuple(broken if p is checks_nodes.check_depends_on else p for p in checks.PASSES)
+    monkeypatch.setattr(checks, "PASSES", passes)
     found = run(text)
     assert "E199" in [d.code for d in found] and "E121" in [d.code for d in found]
 

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from orchestrator.cli import main
 from orchestrator.spec import checks
+from orchestrator.spec.checks.context import Context
 from orchestrator.spec.loader import load_text
 from orchestrator.spec.validate import validate_file
 
@@ -279,7 +280,7 @@ def test_validator_checks_the_links_the_graph_draws(text: str) -> None:
 
     loaded = load_text(text, "f.yaml", ENV)
     assert loaded.topology is not None, loaded.diagnostics
-    ctx = checks.Context(loaded.topology, loaded.source, ENV)
+    ctx = Context(loaded.topology, loaded.source, ENV)
     rejected = {"E120", "E124", "E125", "E126"}  # endpoints the graph draws as written
     if rejected & {d.code for d in checks.check(loaded.topology, loaded.source, ENV)}:
         return

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from orchestrator.spec.checks import Context
+from orchestrator.spec.checks.context import Context
+from orchestrator.spec.phrases import did_you_mean
 
 # Fields that only mean something for some resource types.
 FIELD_TYPES: dict[str, frozenset[str]] = {
@@ -52,8 +51,6 @@ def kernel_limits() -> dict[str, int]:
 
 
 def check_ipc(ctx: Context) -> None:
-    from orchestrator.spec.checks import did_you_mean
-
     resources = ctx.topology.ipc
     users: dict[str, list[str]] = defaultdict(list)
     for node, spec in ctx.topology.nodes.items():

@@ -9,15 +9,13 @@ of endpoints.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING
 
 from orchestrator.paths import state_root
 from orchestrator.spec import zmqrules
+from orchestrator.spec.checks.context import Context
 from orchestrator.spec.links import Bound, Link, Resolution, SocketRef, resolve
-
-if TYPE_CHECKING:
-    from orchestrator.spec.checks import Context
-    from orchestrator.spec.loader import PathKey
+from orchestrator.spec.phrases import did_you_mean, words
+from orchestrator.spec.source import PathKey
 
 
 def endpoint_path(ctx: Context, node: str, sock: str, kind: str, index: int) -> PathKey:
@@ -86,8 +84,6 @@ def _pair_over_tcp(ctx: Context, sock: SocketRef, path: PathKey, transport: str 
 
 def _check_connect(ctx: Context, link: Link, bad_binds: set[SocketRef]) -> bool:
     """Report a connect that links nowhere; True when its socket counts as broken."""
-    from orchestrator.spec.checks import did_you_mean
-
     assert link.connector is not None
     me, text, fault = link.connector, link.endpoint, link.fault
     path = _connect_path(ctx, link)
@@ -162,8 +158,6 @@ def _check_collisions(ctx: Context, found: Resolution) -> None:
 
 
 def _check_link_types(ctx: Context, links: list[Link]) -> None:
-    from orchestrator.spec.checks import words
-
     for link in links:
         assert link.connector is not None and link.binder is not None
         a_type, b_type = link.connector_type, link.binder_type

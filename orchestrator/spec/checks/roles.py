@@ -9,12 +9,11 @@
 from __future__ import annotations
 
 import string
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from orchestrator import units
-
-if TYPE_CHECKING:
-    from orchestrator.spec.checks import Context
+from orchestrator.spec.checks.context import Context
+from orchestrator.spec.phrases import did_you_mean
 
 ROLES = ("proxy", "echo", "printer", "ticker")
 
@@ -35,8 +34,6 @@ PAYLOAD_FIELDS = ("n", "node", "replica", "time")
 
 
 def check_roles(ctx: Context) -> None:
-    from orchestrator.spec.checks import did_you_mean
-
     for name, node in ctx.topology.nodes.items():
         role = node.role
         if role is None:
@@ -118,8 +115,6 @@ def _printer(ctx: Context, name: str) -> None:
 
 
 def _ticker(ctx: Context, name: str) -> None:
-    from orchestrator.spec.checks import did_you_mean
-
     socks = _types(ctx, name)
     if len(socks) != 1:
         ctx.emit(_role_pos(name), "E103",
