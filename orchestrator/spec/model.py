@@ -259,9 +259,6 @@ class Topology(Strict):
             _check_name(name, "ipc resource")
         return value
 
-    def replica_names(self, node: str) -> list[str]:
-        return [f"{node}.{i}" for i in range(self.nodes[node].replicas)]
-
 
 def default_topology_name(stem: str) -> str:
     """The file stem made into a valid topology name."""
