@@ -12,24 +12,26 @@ are applied after substitution, so merged values are substituted too.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
-from yaml.constructor import SafeConstructor
-from yaml.resolver import Resolver
 
 from orchestrator.spec.diagnostics import Diagnostic, Position
 from orchestrator.spec.interpolate import InterpolationError, interpolate
 from orchestrator.spec.source import Entry, PathKey
+from orchestrator.spec.yamlscalars import (
+    MERGE,
+    RESOLVER_CHARS,
+    STR,
+    ScalarError,
+    construct,
+    resolve,
+    retype,
+    var_text,
+)
 
 _PARSER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_STR = "tag:yaml.org,2002:str"
-_MERGE = "tag:yaml.org,2002:merge"
-_RESOLVERS = Resolver.yaml_implicit_resolvers
-# First characters of plain scalars that might be something other than text.
-_RESOLVER_CHARS = frozenset(k for k in _RESOLVERS if k)
 MAX_DEPTH = 500
 # Positions an alias may copy, beyond a share of the text's size: stops "billion laughs".
 MAX_ALIAS_ENTRIES = 100_000
@@ -70,7 +72,6 @@ class EventBuilder:
         self.file = file
         self.keys, self.values = keys, values
         self.diags: list[Diagnostic] = []
-        self._constructor = SafeConstructor()
         self._anchors: dict[str, tuple[Any, list[Entry], tuple[str, bool, Position] | None]] = {}
         self._log: list[Entry] | None = None  # positions recorded while an anchor is open
         self._open_anchors = 0
@@ -97,7 +98,7 @@ class EventBuilder:
         if not found:
             return False, None
         raw_vars = root.get("vars") if isinstance(root, dict) else None
-        variables = {str(k): _var_text(v) for k, v in raw_vars.items()} \
+        variables = {str(k): var_text(v) for k, v in raw_vars.items()} \
             if isinstance(raw_vars, dict) else {}
         self._substitute({**variables, **environ})
         for result, sources in self._merges:
@@ -121,8 +122,7 @@ class EventBuilder:
         found, root, documents = False, None, 0
         file, values = self.file, self.values
         for ev in yaml.parse(text, Loader=_PARSER):
-            kind = type(ev)
-            if kind is yaml.ScalarEvent:
+            if isinstance(ev, yaml.ScalarEvent):
                 if stack and self._plain_text(stack[-1], ev, file, values):
                     continue
                 path = self._child_path(stack)
@@ -132,7 +132,7 @@ class EventBuilder:
                 if ev.anchor:
                     self._anchors[ev.anchor] = (value, [], fix)
                 found, root = self._add(stack, value, pos, path, fix, root)
-            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+            elif isinstance(ev, yaml.CollectionStartEvent):  # a mapping or a sequence
                 if len(stack) >= MAX_DEPTH:
                     raise YamlError(self.pos(ev.start_mark), "YAML nesting is too deep",
                                     f"a topology nests a few levels deep, never {MAX_DEPTH}")
@@ -142,37 +142,39 @@ class EventBuilder:
                     self._open_anchors += 1
                     if self._log is None:
                         self._log = []
-                frame = _Frame(kind is yaml.MappingStartEvent, path, ev.anchor,
+                frame = _Frame(isinstance(ev, yaml.MappingStartEvent), path, ev.anchor,
                                len(self._log) if self._log is not None else 0)
                 if stack and stack[-1].is_map and stack[-1].key is _MERGE_KEY and not frame.is_map:
                     frame.merge_seq, frame.path = True, stack[-1].path
                 frame.key_pos = self.pos(ev.start_mark)
                 stack.append(frame)
-            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+            elif isinstance(ev, yaml.CollectionEndEvent):
                 frame = stack.pop()
                 if frame.merges:
                     self._merges.append((frame.value, frame.merges))
                 if frame.anchor:
                     self._end_anchor(frame)
                 found, root = self._add(stack, frame.value, frame.key_pos, frame.path, None, root)
-            elif kind is yaml.AliasEvent:
+            elif isinstance(ev, yaml.AliasEvent):
                 found, root = self._alias(stack, ev, root)
-            elif kind is yaml.DocumentStartEvent:
+            elif isinstance(ev, yaml.DocumentStartEvent):
                 documents += 1
                 if documents > 1:
                     raise YamlError(self.pos(ev.start_mark), "YAML syntax error: the file holds "
                                     "more than one document (a second '---')")
         return found, root
 
-    def _plain_text(self, top: _Frame, ev: Any, file: str, values: dict[PathKey, Position]) -> bool:
+    def _plain_text(self, top: _Frame, ev: yaml.ScalarEvent, file: str,
+                    values: dict[PathKey, Position]) -> bool:
         """The common case, done fast: an untagged text scalar that needs no resolving,
         interpolation or diagnostic. False leaves the event to the general path."""
         text = ev.value
         if ev.tag is not None or ev.anchor is not None or "$" in text or (
-                not ev.style and (not text or text[0] in _RESOLVER_CHARS)
-                and _resolve(text) != _STR):
+                not ev.style and (not text or text[0] in RESOLVER_CHARS)
+                and resolve(text) != STR):
             return False
         mark = ev.start_mark
+        assert mark is not None  # the parser marks every event
         pos = Position(file, mark.line + 1, mark.column + 1)
         if top.is_map:
             key = top.key
@@ -210,7 +212,7 @@ class EventBuilder:
         if not self._open_anchors:
             self._log = None
 
-    def _alias(self, stack: list[_Frame], ev: Any, root: Any) -> tuple[bool, Any]:
+    def _alias(self, stack: list[_Frame], ev: yaml.AliasEvent, root: Any) -> tuple[bool, Any]:
         pos = self.pos(ev.start_mark)
         if ev.anchor not in self._anchors:
             raise YamlError(pos, f"YAML syntax error: found undefined alias '{ev.anchor}'")
@@ -281,41 +283,27 @@ class EventBuilder:
             self._log.append((self.keys, top.path + (key,), pos))
         return key
 
-    def _scalar(self, ev: Any, pos: Position, path: PathKey,
+    def _scalar(self, ev: yaml.ScalarEvent, pos: Position, path: PathKey,
                 key: bool) -> tuple[Any, tuple[str, bool, Position] | None]:
         plain = ev.implicit[0] and ev.tag in (None, "!") and ev.style in (None, "")
         tag = ev.tag
         if tag is None or tag == "!":
-            tag = _resolve(ev.value) if plain else _STR
-        if tag == _MERGE and key:
+            tag = resolve(ev.value) if plain else STR
+        if tag == MERGE and key:
             return _MERGE_KEY, None
         if not key:
             self._record(self.values, path, pos)
-        value = ev.value if tag == _STR else self._construct(tag, ev, pos)
+        value = ev.value if tag == STR else self._construct(tag, ev, pos)
         if not key and isinstance(value, str) and "$" in value and path[:1] != ("vars",):
             return value, (value, plain, pos)
         return value, None
 
-    def _construct(self, tag: str, ev: Any, pos: Position) -> Any:
-        if tag == _MERGE:
-            return ev.value  # `<<` as a value is just text
-        ctor = SafeConstructor.yaml_constructors.get(tag)
-        if ctor is None:
-            self.diags.append(Diagnostic.at(pos, "E101", f"unsupported YAML tag {tag}",
-                                            "remove the tag; topology files use plain values"))
-            return ev.value
+    def _construct(self, tag: str, ev: yaml.ScalarEvent, pos: Position) -> Any:
         try:
-            value = ctor(self._constructor, yaml.ScalarNode(tag, ev.value, ev.start_mark,
-                                                            ev.end_mark, ev.style))
-        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
-            self.diags.append(Diagnostic.at(pos, "E101", f"cannot read {ev.value!r} as {tag}: "
-                                            f"{exc}", "remove the tag or fix the value"))
+            return construct(tag, ev)
+        except ScalarError as exc:
+            self.diags.append(Diagnostic.at(pos, "E101", exc.message, exc.hint))
             return ev.value
-        if isinstance(value, bytes | bytearray):
-            return value.decode("latin-1")
-        if not isinstance(value, str | int | float | bool | type(None)):
-            return str(value)  # timestamps and the like: keep the text
-        return value
 
     def _substitute(self, variables: Mapping[str, str]) -> None:
         for container, slot, text, plain, pos in self._fixups:
@@ -326,35 +314,8 @@ class EventBuilder:
                                                 "variables come from the environment and from "
                                                 "vars:"))
                 continue
-            if plain and new != text:
-                # A plain scalar becomes what YAML would make of the substituted text,
-                # so `replicas: ${WORKERS}` is an integer.
-                tag = _resolve(new)
-                if tag != _STR:
-                    with contextlib.suppress(yaml.YAMLError, ValueError, TypeError, KeyError,
-                                             OverflowError):
-                        new = SafeConstructor.yaml_constructors[tag](
-                            self._constructor, yaml.ScalarNode(tag, new))
-                    if not isinstance(new, str | int | float | bool | type(None)):
-                        new = str(new)
-            container[slot] = new
-
-
-def _resolve(value: str) -> str:
-    resolvers = _RESOLVERS.get(value[:1] if value else "", [])
-    for tag, regexp in resolvers:
-        if regexp.match(value):
-            return str(tag)
-    for tag, regexp in _RESOLVERS.get(None, []):
-        if regexp.match(value):
-            return str(tag)
-    return _STR
-
-
-def _var_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
+            # A plain scalar becomes what YAML would make of the substituted text.
+            container[slot] = retype(new) if plain and new != text else new
 
 
 def _syntax_error(file: str, text: str, exc: yaml.MarkedYAMLError) -> YamlError:

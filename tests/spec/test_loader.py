@@ -242,3 +242,21 @@ def test_c_and_python_parsers_agree_on_positions() -> None:
     finally:
         ly._PARSER = saved
     assert fast.source == slow.source
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ('!!timestamp "soon"', "cannot read 'soon' as tag:yaml.org,2002:timestamp"),
+    ('!!binary "a"', "cannot read 'a' as tag:yaml.org,2002:binary: failed to decode base64"),
+    ('!!int "x"', "cannot read 'x' as tag:yaml.org,2002:int"),
+    ("!!python/name:os.system x", "unsupported YAML tag tag:yaml.org,2002:python/name:os.system"),
+])
+def test_a_tagged_scalar_that_cannot_be_read_is_e101_at_the_value(value: str,
+                                                                  message: str) -> None:
+    d = only(load(f"""
+        nodes:
+          a:
+            command: [prog]
+            with: {{k: {value}}}
+        """))
+    assert (d.code, d.line, d.col) == ("E101", 4, 15)
+    assert d.message.startswith(message) and "line" not in d.message
