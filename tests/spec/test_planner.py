@@ -18,13 +18,8 @@ from hypothesis import strategies as st
 from orchestrator.errors import RunError
 from orchestrator.plan import Plan
 from orchestrator.spec.model import Topology
-from orchestrator.spec.planner import (
-    connectable,
-    dependency_tiers,
-    free_tcp_port,
-    plan_run,
-    socket_env_name,
-)
+from orchestrator.spec.planner import dependency_tiers, plan_run, socket_env_name
+from orchestrator.spec.run_endpoints import connectable, free_tcp_port
 
 FILE = Path("/srv/topos/app.yaml")
 RUN_DIR = Path("/run/user/1000/topo/app")
