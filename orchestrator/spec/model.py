@@ -1,4 +1,4 @@
-"""The topology file as a strict pydantic model (SPEC §1).
+"""The topology file as a strict pydantic model (docs/reference.md#the-topology-file).
 
 Unknown keys are errors. Values are normalised on the way in: durations to
 seconds, sizes to bytes, modes to ints, signals to numbers, socket types to

@@ -4,7 +4,7 @@ What each node is and how many copies run, what each socket does with
 messages, who waits for whom and who goes to whom, which way the messages flow
 over each link, the IPC resources, and then what ``topo validate`` warns
 about, each with its hint. Pure: text in, text out. The vocabulary lives in
-``explain_words.py``.
+``words.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """IPC resources (E130-E132): names, fields that fit the type, keys, and this kernel's limits.
 
-The limits are read at validation time through ``kernel_limits``, a small
-function tests replace to pretend a smaller or larger kernel.
+What each resource type takes is in docs/reference.md#ipc-resources. The limits are
+read at validation time through ``kernel_limits``, a small function tests replace
+to pretend a smaller or larger kernel.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""E103: the built-in roles' contract, which the runtime implements exactly.
+"""E103: the built-in roles' contract (docs/reference.md#built-in-roles), which the runtime
+implements exactly.
 
     proxy    sockets frontend and backend, optional capture, nothing else; no `with:`
     echo     one socket that receives and sends back on itself, or `in` + `out`; no `with:`
