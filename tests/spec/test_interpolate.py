@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.spec.interpolate import InterpolationError, has_reference, interpolate
+from orchestrator.spec.loader import load_text
 
 VARS = {"A": "alpha", "EMPTY": "", "N": "3"}
 
@@ -51,8 +52,6 @@ def test_errors(text: str, message: str) -> None:
 
 
 def test_environment_overrides_vars() -> None:
-    from orchestrator.spec.loader import load_text
-
     text = "vars: {N: 2}\nnodes:\n  a:\n    command: [prog]\n    replicas: ${N}\n"
     loaded = load_text(text, "f.yaml", {})
     assert loaded.topology is not None and loaded.topology.nodes["a"].replicas == 2

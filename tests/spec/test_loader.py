@@ -6,7 +6,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
+import orchestrator.spec.yamltext as ly
 from orchestrator.spec.diagnostics import Diagnostic
 from orchestrator.spec.loader import Loaded, load_file, load_text
 
@@ -229,10 +231,6 @@ def test_load_file(tmp_path: Path) -> None:
 
 
 def test_c_and_python_parsers_agree_on_positions() -> None:
-    import yaml
-
-    import orchestrator.spec.yamltext as ly
-
     text = "nodes:\n  a:\n    command: [prog]\n    sockets:\n      s: {type: PULL}\n"
     fast = load_text(text, "f.yaml", {})
     saved = ly._PARSER
