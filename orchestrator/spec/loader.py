@@ -44,7 +44,7 @@ def load_text(
 def _load_text(text: str, file: str, environ: Mapping[str, str] | None) -> Loaded:
     source = SourceMap(file)
     environ = os.environ if environ is None else environ
-    builder = EventBuilder(file, source.keys, source.values)
+    builder = EventBuilder(source)
     try:
         found, raw = builder.load(text, environ)
     except YamlError as exc:

@@ -22,3 +22,10 @@ def words(items: Iterable[str], last: str = "and") -> str:
     if len(items) <= 1:
         return "".join(items)
     return f"{', '.join(items[:-1])} {last} {items[-1]}"
+
+
+def quote_boolean(written: str, *, as_list: bool = False) -> str:
+    """The hint for a word YAML read as a boolean where text belongs: quote what was written."""
+    quoted = f'["{written}"], the word in quotes' if as_list else f'"{written}" in quotes'
+    return (f"write {quoted}: YAML reads an unquoted yes, no, on, off, true or false as a "
+            "boolean")

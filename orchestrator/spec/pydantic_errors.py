@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator.spec.diagnostics import Diagnostic
 from orchestrator.spec.model import Topology
-from orchestrator.spec.phrases import did_you_mean
+from orchestrator.spec.phrases import did_you_mean, quote_boolean
 from orchestrator.spec.source import PathKey, SourceMap
 
 _IPC_VALUE_FIELDS = {"size", "mode", "value", "max_bytes", "key"}
@@ -33,7 +33,6 @@ def from_pydantic(exc: ValidationError, source: SourceMap) -> list[Diagnostic]:
             msg = msg[len("Value error, "):]
         elif msg.startswith("Assertion failed, "):
             msg = msg[len("Assertion failed, "):]
-        hint = ""
         if kind == "extra_forbidden":
             key = str(loc[-1]) if loc else "?"
             allowed = _allowed_keys(loc[:-1])
@@ -51,6 +50,7 @@ def from_pydantic(exc: ValidationError, source: SourceMap) -> list[Diagnostic]:
         code = "E101"
         if len(loc) >= 3 and loc[0] == "ipc" and loc[2] in _IPC_VALUE_FIELDS:
             code = "E130"
+        hint = _hint(kind, loc)
         if kind == "string_pattern_mismatch" and loc == ("name",):
             msg = ("a topology name uses lower-case letters, digits, '_' and '-', "
                    "starting with a letter or digit")
@@ -58,10 +58,24 @@ def from_pydantic(exc: ValidationError, source: SourceMap) -> list[Diagnostic]:
                               "literal_")):
             got = err.get("input")
             shown = repr(got) if not isinstance(got, dict | list) else type(got).__name__
+            written = source.written_boolean(*loc) if isinstance(got, bool) else None
+            if written is not None:
+                shown = _as_written(written, bool(got))
+                if kind in ("string_type", "list_type"):
+                    hint = quote_boolean(written, as_list=kind == "list_type")
             msg = f"{msg[0].lower()}{msg[1:]} (got {shown})"
-        diags.append(Diagnostic.at(source.value(*loc), code, f"{where}: {msg}",
-                                   _hint(kind, loc)))
+        diags.append(Diagnostic.at(source.value(*loc), code, f"{where}: {msg}", hint))
     return diags
+
+
+def _as_written(written: str, value: bool) -> str:
+    """A value YAML read as a boolean, named as the file spells it: for `command: [yes]`,
+    "got True" would not be what the user sees."""
+    if written.lower() == str(value).lower():
+        return f"the boolean {written}"
+    if "$" in written:
+        return f"{written}, which became the boolean {str(value).lower()}"
+    return f"{written}, which YAML reads as the boolean {str(value).lower()}"
 
 
 def _hint(kind: str, loc: PathKey) -> str:

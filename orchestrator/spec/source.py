@@ -22,11 +22,17 @@ Entry = tuple[dict[PathKey, Position], PathKey, Position]
 
 @dataclass
 class SourceMap:
-    """Where each key and value of the file sits. Paths are tuples of keys and indices."""
+    """Where each key and value of the file sits. Paths are tuples of keys and indices.
+
+    ``booleans`` holds what was written for each unquoted value that YAML read as a
+    boolean (``yes``, ``off``, ``${FLAG}`` that became ``on``), by its position: a
+    diagnostic about a value that should have been text can quote what the user typed.
+    """
 
     file: str
     keys: dict[PathKey, Position] = field(default_factory=dict)
     values: dict[PathKey, Position] = field(default_factory=dict)
+    booleans: dict[Position, str] = field(default_factory=dict)
 
     def value(self, *path: str | int) -> Position:
         """Position of the value at ``path``, or of its nearest ancestor that exists."""
@@ -42,6 +48,11 @@ class SourceMap:
                 return self.values[p]
             p = p[:-1]
         return self.values.get((), Position(self.file, 1, 1))
+
+    def written_boolean(self, *path: str | int) -> str | None:
+        """What was written at ``path`` when YAML read it as a boolean, else None."""
+        pos = self.values.get(tuple(path))
+        return self.booleans.get(pos) if pos is not None else None
 
     def _nearest(self, table: Mapping[PathKey, Position], path: PathKey) -> Position:
         while path:

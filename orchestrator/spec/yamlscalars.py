@@ -16,6 +16,7 @@ from yaml.constructor import SafeConstructor
 from yaml.resolver import Resolver
 
 STR = "tag:yaml.org,2002:str"
+BOOL = "tag:yaml.org,2002:bool"  # yes no on off true false, in three cases each (YAML 1.1)
 MERGE = "tag:yaml.org,2002:merge"
 
 _RESOLVERS = Resolver.yaml_implicit_resolvers

@@ -19,8 +19,9 @@ import yaml
 
 from orchestrator.spec.diagnostics import Diagnostic, Position
 from orchestrator.spec.interpolate import InterpolationError, interpolate
-from orchestrator.spec.source import Entry, PathKey
+from orchestrator.spec.source import Entry, PathKey, SourceMap
 from orchestrator.spec.yamlscalars import (
+    BOOL,
     MERGE,
     RESOLVER_CHARS,
     STR,
@@ -68,9 +69,11 @@ _SKIP_KEY = object()  # a bad or duplicate key: its value is read and dropped
 
 
 class EventBuilder:
-    def __init__(self, file: str, keys: dict[PathKey, Position], values: dict[PathKey, Position]):
-        self.file = file
-        self.keys, self.values = keys, values
+    """Reads one text into plain values, recording positions (and booleans) in ``source``."""
+
+    def __init__(self, source: SourceMap):
+        self.file = source.file
+        self.keys, self.values, self.booleans = source.keys, source.values, source.booleans
         self.diags: list[Diagnostic] = []
         self._anchors: dict[str, tuple[Any, list[Entry], tuple[str, bool, Position] | None]] = {}
         self._log: list[Entry] | None = None  # positions recorded while an anchor is open
@@ -293,6 +296,8 @@ class EventBuilder:
             return _MERGE_KEY, None
         if not key:
             self._record(self.values, path, pos)
+            if plain and tag == BOOL:
+                self.booleans[pos] = ev.value  # `yes`: a diagnostic may have to quote it
         value = ev.value if tag == STR else self._construct(tag, ev, pos)
         if not key and isinstance(value, str) and "$" in value and path[:1] != ("vars",):
             return value, (value, plain, pos)
@@ -314,8 +319,12 @@ class EventBuilder:
                                                 "variables come from the environment and from "
                                                 "vars:"))
                 continue
-            # A plain scalar becomes what YAML would make of the substituted text.
-            container[slot] = retype(new) if plain and new != text else new
+            if plain and new != text:
+                # A plain scalar becomes what YAML would make of the substituted text.
+                new = retype(new)
+                if isinstance(new, bool):
+                    self.booleans[pos] = text  # the fix is to quote what was written: "${X}"
+            container[slot] = new
 
 
 def _syntax_error(file: str, text: str, exc: yaml.MarkedYAMLError) -> YamlError:

@@ -21,10 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.cli import main
-from orchestrator.spec import checks
+from orchestrator.spec import checks, links
+from orchestrator.spec.checks import links as checks_links
 from orchestrator.spec.checks.context import Context
 from orchestrator.spec.loader import load_text
+from orchestrator.spec.source import SourceMap
 from orchestrator.spec.validate import validate_file
+from orchestrator.spec.yamltext import EventBuilder
 
 ENV = {"TOPO_STATE_DIR": "/tmp/topo-fuzz", "WORKERS": "2"}
 BUDGET = settings(max_examples=120, deadline=None,
@@ -260,10 +263,8 @@ def _plain(value: Any) -> Any:
 @BUDGET
 @given(mutated())
 def test_event_builder_reads_what_pyyaml_reads(text: str) -> None:
-    from orchestrator.spec.yamltext import EventBuilder
-
     text = text.replace("$", "S")  # interpolation aside
-    builder = EventBuilder("f.yaml", {}, {})
+    builder = EventBuilder(SourceMap("f.yaml"))
     found, raw = builder.load(text, {})
     expected = _plain(yaml.safe_load(text))
     # NaN is not equal to itself; compare the text forms instead.
@@ -275,9 +276,6 @@ def test_event_builder_reads_what_pyyaml_reads(text: str) -> None:
 def test_validator_checks_the_links_the_graph_draws(text: str) -> None:
     """Both come from links.resolve: the validator checks every link `topo graph` and `topo
     explain` show, and only those, or `topo graph` would draw an edge nobody checked."""
-    from orchestrator.spec import links
-    from orchestrator.spec.checks import links as checks_links
-
     loaded = load_text(text, "f.yaml", ENV)
     assert loaded.topology is not None, loaded.diagnostics
     ctx = Context(loaded.topology, loaded.source, ENV)

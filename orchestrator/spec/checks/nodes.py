@@ -11,7 +11,7 @@ from __future__ import annotations
 from orchestrator.spec import zmqrules
 from orchestrator.spec.checks.context import Context
 from orchestrator.spec.depgraph import dependency_order
-from orchestrator.spec.phrases import did_you_mean, words
+from orchestrator.spec.phrases import did_you_mean, quote_boolean, words
 
 # Options that libzmq only lets a program read: setting them fails at run time.
 READ_ONLY_OPTIONS = frozenset({"type", "rcvmore", "fd", "events", "last_endpoint", "mechanism",
@@ -94,8 +94,10 @@ def _check_options(ctx: Context, node: str, sname: str) -> None:
             ctx.emit(path, "E101", f"option '{opt}' of socket {node}.{sname} takes a whole number, "
                      f"not {value!r}", "write a number, like `1000`")
         elif kind == "bytes" and not isinstance(value, str):
+            written = ctx.source.written_boolean(*path)
             ctx.emit(path, "E101", f"option '{opt}' of socket {node}.{sname} takes a string, "
-                     f"not {value!r}", "write it in quotes, like \"worker-1\"")
+                     f"not {value!r}", "write it in quotes, like \"worker-1\"" if written is None
+                     else quote_boolean(written))
 
 
 def check_depends_on(ctx: Context) -> None:

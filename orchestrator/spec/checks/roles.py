@@ -14,7 +14,7 @@ from typing import Any
 
 from orchestrator import units
 from orchestrator.spec.checks.context import Context
-from orchestrator.spec.phrases import did_you_mean
+from orchestrator.spec.phrases import did_you_mean, quote_boolean
 
 ROLES = ("proxy", "echo", "printer", "ticker")
 
@@ -136,7 +136,9 @@ def _ticker(ctx: Context, name: str) -> None:
             continue
         problem = _ticker_param(key, value)
         if problem:
-            ctx.emit(path, "E103", f"ticker node {name}: {problem}", _PARAM_HINTS[key])
+            written = ctx.source.written_boolean(*path) if key in ("topic", "payload") else None
+            ctx.emit(path, "E103", f"ticker node {name}: {problem}",
+                     _PARAM_HINTS[key] if written is None else quote_boolean(written))
 
 
 _PARAM_HINTS = {
