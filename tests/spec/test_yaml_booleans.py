@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from orchestrator.cli import main
+from orchestrator.spec.checks import check
 from orchestrator.spec.loader import load_text
 from orchestrator.spec.validate import validate_file
 
@@ -62,6 +63,33 @@ CASES = [
               - prog
               - ${FLAG}
         """, 6, 9, "(got ${FLAG}, which became the boolean true)", 'write "${FLAG}" in quotes'),
+    # Fields that take a boolean on purpose and make it text: the checks catch these.
+    ("subscribe item", """
+        nodes:
+          a:
+            command: [x]
+            sockets: {s: {type: SUB, connect: "tcp://127.0.0.1:5", subscribe: [on]}}
+        """, 4, 72, "socket a.s subscribes to on, which YAML reads as the boolean true, so the "
+     "topic would be 'true'", 'write "on" in quotes'),
+    ("env", """
+        nodes:
+          a:
+            command: [x]
+            env: {A: no}
+        """, 4, 14, "env A of node a is written no, which YAML reads as the boolean false, so "
+     "the node would get A=false", 'write "no" in quotes'),
+    ("env in defaults, once", """
+        defaults: {env: {VERBOSE: Yes}}
+        nodes:
+          a: {command: [x]}
+          b: {command: [x]}
+        """, 1, 27, "env VERBOSE in defaults is written Yes", 'write "Yes" in quotes'),
+    ("vars", """
+        vars: {MODE: OFF}
+        nodes:
+          a: {command: [x]}
+        """, 1, 14, "vars MODE is written OFF, which YAML reads as the boolean false, so "
+     "${MODE} would be replaced by false", 'write "OFF" in quotes'),
     ("ticker topic", """
         nodes:
           t:
@@ -94,6 +122,20 @@ def test_the_hint_quotes_what_was_written(tmp_path: Path, capsys: pytest.Capture
     assert main(["validate", str(path)]) == 1
     out = capsys.readouterr().out
     assert f"{path}:{line}:{col}: error[{d.code}] " in out and f"  hint: {hint}" in out
+
+
+@pytest.mark.parametrize("text", [
+    'nodes: {a: {command: ["yes", "on"], env: {A: "no", B: true, C: false, D: True}}}',
+    'vars: {X: true}\nnodes: {a: {command: [x], env: {X: "${X}"}}}',
+    "nodes: {a: {command: [x], sockets: {s: {type: SUB, connect: 'tcp://h:1', "
+    "subscribe: ['off', '']}}}}",
+    "nodes: {a: {command: [x], ready: {file: f}, restart: always}}",
+])
+def test_quoted_words_and_true_false_where_they_mean_text_are_fine(text: str) -> None:
+    loaded = load_text(text, "t.yaml", ENV)
+    assert loaded.topology is not None, [d.format() for d in loaded.diagnostics]
+    found = [*loaded.diagnostics, *check(loaded.topology, loaded.source, ENV)]
+    assert [d.format() for d in found if d.is_error] == []
 
 
 def test_a_boolean_asked_for_with_a_tag_is_not_taken_for_a_slip() -> None:

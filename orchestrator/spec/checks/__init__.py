@@ -9,6 +9,7 @@ work is split by subject, one pass each:
     links.py   binds and who talks to whom (E120-E128, W202-W206, W208), from the links
                that ``spec/links.py`` resolves for the graph and explain too
     ipc.py     IPC resources (E130-E132)
+    booleans.py  yes / no / on / off where text was meant, in env, vars, subscribe (E101)
 
 ``context.py`` holds what every pass works on. Every pass is linear in the size of
 the file: binds are indexed by endpoint, nothing compares all sockets pairwise.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
-from orchestrator.spec.checks import ipc, links, nodes, roles
+from orchestrator.spec.checks import booleans, ipc, links, nodes, roles
 from orchestrator.spec.checks.context import Context
 from orchestrator.spec.diagnostics import Diagnostic
 from orchestrator.spec.model import Topology
@@ -28,7 +29,7 @@ from orchestrator.spec.source import SourceMap, paused_gc
 # Every pass, in the order they run (``validate_file`` sorts what they find).
 PASSES: tuple[Callable[[Context], None], ...] = (
     nodes.check_kinds, roles.check_roles, nodes.check_sockets, nodes.check_depends_on,
-    links.check_links, ipc.check_ipc)
+    links.check_links, ipc.check_ipc, booleans.check_booleans)
 
 
 def check(
