@@ -81,13 +81,6 @@ def retype(text: str) -> Any:
     return _plain(value)
 
 
-def var_text(value: Any) -> str:
-    """A ``vars:`` value as the text ``${VAR}`` puts in its place."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
-
-
 def _plain(value: Any) -> Any:
     if not isinstance(value, str | int | float | bool | type(None)):
         return str(value)  # timestamps and the like: keep the text

@@ -5,9 +5,9 @@ with an explicit stack: no node tree, no recursion, so a 10,000-node file
 loads fast and a deeply nested one cannot crash the interpreter (libyaml's
 own composer recurses in C and segfaults on deep nesting).
 
-``${VAR}`` in scalar values is substituted once the whole file is read, so
-``vars:`` may sit anywhere; keys are never substituted. Merge keys (``<<``)
-are applied after substitution, so merged values are substituted too.
+Scalars that hold ``${VAR}`` and mappings with merge keys (``<<``) are collected on
+the way and finished once the whole file is read (``yamlfixups``), so ``vars:`` may
+sit anywhere; keys are never substituted.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from orchestrator.spec.diagnostics import Diagnostic, Position
-from orchestrator.spec.interpolate import InterpolationError, interpolate
 from orchestrator.spec.source import Entry, PathKey, SourceMap
+from orchestrator.spec.yamlfixups import Fixup, Merge, apply_merges, known_variables, substitute
 from orchestrator.spec.yamlscalars import (
     BOOL,
     MERGE,
@@ -28,8 +28,6 @@ from orchestrator.spec.yamlscalars import (
     ScalarError,
     construct,
     resolve,
-    retype,
-    var_text,
 )
 
 _PARSER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -80,8 +78,8 @@ class EventBuilder:
         self._open_anchors = 0
         self._pasted = 0
         self._alias_budget = MAX_ALIAS_ENTRIES
-        self._fixups: list[tuple[Any, Any, str, bool, Position]] = []
-        self._merges: list[tuple[dict[Any, Any], list[Any]]] = []
+        self._fixups: list[Fixup] = []
+        self._merges: list[Merge] = []
 
     def pos(self, mark: Any) -> Position:
         return Position(self.file, mark.line + 1, mark.column + 1)
@@ -100,18 +98,8 @@ class EventBuilder:
                             "valid Unicode", "save the file as UTF-8") from None
         if not found:
             return False, None
-        raw_vars = root.get("vars") if isinstance(root, dict) else None
-        variables = {str(k): var_text(v) for k, v in raw_vars.items()} \
-            if isinstance(raw_vars, dict) else {}
-        self._substitute({**variables, **environ})
-        for result, sources in self._merges:
-            merged: dict[Any, Any] = {}
-            for src in sources:
-                if isinstance(src, dict):
-                    for k, v in src.items():
-                        merged.setdefault(k, v)
-            for k, v in merged.items():
-                result.setdefault(k, v)
+        substitute(self._fixups, known_variables(root, environ), self.diags, self.booleans)
+        apply_merges(self._merges)
         return True, root
 
     def _record(self, table: dict[PathKey, Position], path: PathKey, pos: Position) -> None:
@@ -309,22 +297,6 @@ class EventBuilder:
         except ScalarError as exc:
             self.diags.append(Diagnostic.at(pos, "E101", exc.message, exc.hint))
             return ev.value
-
-    def _substitute(self, variables: Mapping[str, str]) -> None:
-        for container, slot, text, plain, pos in self._fixups:
-            try:
-                new = interpolate(text, variables)
-            except InterpolationError as exc:
-                self.diags.append(Diagnostic.at(pos, "E101", str(exc),
-                                                "variables come from the environment and from "
-                                                "vars:"))
-                continue
-            if plain and new != text:
-                # A plain scalar becomes what YAML would make of the substituted text.
-                new = retype(new)
-                if isinstance(new, bool):
-                    self.booleans[pos] = text  # the fix is to quote what was written: "${X}"
-            container[slot] = new
 
 
 def _syntax_error(file: str, text: str, exc: yaml.MarkedYAMLError) -> YamlError:
