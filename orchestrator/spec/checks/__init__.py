@@ -4,12 +4,12 @@ The codes are listed in docs/reference.md#diagnostics. ``check`` is called once
 the loader produced a ``Topology``; it returns diagnostics and never raises. The
 work is split by subject, one pass each:
 
-    nodes.py   nodes and sockets on their own (E102 E110 E140, option names, W201 W207)
-    roles.py   the built-in roles' contract (E103)
-    links.py   binds and who talks to whom (E120-E128, W202-W206, W208), from the links
-               that ``spec/links.py`` resolves for the graph and explain too
-    ipc.py     IPC resources (E130-E132)
-    booleans.py  yes / no / on / off where text was meant, in env, vars, subscribe (E101)
+    nodes.py     nodes and sockets on their own (E102 E110 E140, option names, W201 W207)
+    roles.py     the built-in roles' contract (E103)
+    links.py     binds and who talks to whom (E120-E128, W202-W206, W208), from the links
+                 that ``spec/links.py`` resolves for the graph and explain too
+    ipc.py       IPC resources (E130-E132)
+    booleans.py  yes / no / on / off where env, vars or subscribe want text (E101)
 
 ``context.py`` holds what every pass works on. Every pass is linear in the size of
 the file: binds are indexed by endpoint, nothing compares all sockets pairwise.
