@@ -1,4 +1,4 @@
-"""The node side of a run (SPEC §4): the ``Node`` object and the child's life.
+"""The node side of a run (docs/reference.md#the-node-contract): ``Node`` and the child's life.
 
 The supervisor calls ``preload`` (``targets.py``) once before forking, so every child
 shares the imported code; ``run_child`` then runs inside each forked child. A ``command``
@@ -30,6 +30,7 @@ from orchestrator.child.sockets import (
 from orchestrator.child.sockets import unlink_ipc
 from orchestrator.child.stopsignal import set_from_handler, watch_stop
 from orchestrator.errors import RunError
+from orchestrator.ipc.keys import close_objects, open_from_env
 from orchestrator.plan import Plan, ReplicaPlan
 
 if TYPE_CHECKING:
@@ -92,7 +93,9 @@ class Node:
     def log(self) -> logging.Logger:
         # Made on first use: most nodes never log, and a restart must stay cheap.
         if self._log is None:
-            import logging  # not in the supervisor, whose pages every run node shares
+            # Not in the supervisor, whose pages every run node shares; most nodes never log.
+            # deferred: logging, ~4 ms and a dozen modules
+            import logging
 
             log = logging.getLogger(f"topo.node.{self.full_name}")
             if not log.handlers:
@@ -123,8 +126,6 @@ class Node:
                 sock.close()
             self.context.destroy(linger=0)  # sockets the node made itself, if any
         if self.ipc:
-            from orchestrator.ipc.resources import close_objects
-
             close_objects(self.ipc)
         unlink_ipc(ep for plan in self.spec.sockets for ep in plan.bind)
 
@@ -203,6 +204,7 @@ def _call(node: Node, target: NodeFunction, stop_signal: int, ready_fd: int | No
     except SystemExit as exc:
         return exit_status(exc.code)
     except BaseException:  # noqa: BLE001 - the node's failure, reported as its exit status
+        # deferred: traceback only for a node that failed; the others never load it
         import traceback
 
         traceback.print_exc()
@@ -255,8 +257,6 @@ def from_env(environ: Mapping[str, str] | None = None) -> Node:
         raise RunError(f"the node spec TOPO_SPEC={path} is not one topo wrote: {exc}") from None
     ipc: dict[str, Any] = {}
     if replica.ipc:
-        from orchestrator.ipc.resources import open_from_env
-
         ipc = open_from_env(replica.ipc, env)
     ctx: zmq.Context[Any] = zmq.Context()
     try:

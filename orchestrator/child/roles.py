@@ -1,4 +1,4 @@
-"""The built-in roles (SPEC §1): node functions that need no code.
+"""The built-in roles (docs/reference.md#built-in-roles): node functions that need no code.
 
     proxy    zmq.proxy(frontend, backend, capture?): libzmq's own device, not a Python loop
     echo     one socket: every message goes back where it came from; or `in` -> `out`

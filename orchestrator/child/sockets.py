@@ -1,4 +1,6 @@
-"""Sockets inside a node (SPEC §4): create, configure, bind and connect them from a plan.
+"""Sockets inside a node: create, configure, bind and connect them from a plan.
+
+What a node gets: docs/reference.md#the-node-contract.
 
 Used by ``run_child`` in a forked child and by ``from_env`` in a ``command``
 node; both go through ``build_sockets``, so a socket that cannot be made is

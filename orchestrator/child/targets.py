@@ -9,6 +9,7 @@ import importlib
 import sys
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.child.roles import ROLES
 from orchestrator.errors import RunError
 from orchestrator.plan import Plan
 
@@ -22,8 +23,6 @@ def preload(plan: Plan) -> dict[str, NodeFunction]:
     Returns the callables by the ``run`` string, or ``role:<name>`` for roles.
     ``plan.pythonpath`` goes to the front of ``sys.path`` first, in order.
     """
-    from orchestrator.child.roles import ROLES
-
     front = list(plan.pythonpath)
     sys.path[:] = front + [p for p in sys.path if p not in front]
     targets: dict[str, NodeFunction] = {}
@@ -55,6 +54,7 @@ def import_target(target: str, node: str) -> NodeFunction:
     for part in attr_path.split("."):
         if not hasattr(obj, part):
             names = [n for n in dir(obj) if not n.startswith("_")]
+            # deferred: difflib (and its re patterns) only to word an error, never in a good run
             import difflib
 
             close = difflib.get_close_matches(part, names, n=1)

@@ -73,7 +73,8 @@ def keys_in_use(root: Path = PROC) -> set[int]:
 
 def auto_key_candidates(run_id: str, name: str) -> Iterator[int]:
     """Keys for resource ``name`` of run ``run_id``, best first: the same inputs, the same keys."""
-    import hashlib  # only for runs with IPC resources: the supervisor's pages stay smaller
+    # deferred: hashlib (OpenSSL) loads only in runs with auto keys: every node forks from here
+    import hashlib
 
     for attempt in itertools.count():
         digest = hashlib.blake2b(f"topo\0{run_id}\0{name}\0{attempt}".encode(),
@@ -94,6 +95,7 @@ def auto_key(run_id: str, name: str, taken: Container[int]) -> int:
 
 def ftok_key(spec: str, name: str) -> int:
     """The key of ``ftok:<path>:<char>`` (path absolute by now), or ``IpcError`` with a sentence."""
+    # deferred: sysv_ipc, a C extension, loads only in runs that declare SysV resources
     import sysv_ipc
 
     _, rest = spec.split(":", 1)
@@ -130,6 +132,7 @@ def msgmax() -> int:
 
 def open_from_env(names: tuple[str, ...], environ: Mapping[str, str]) -> dict[str, Any]:
     """``node.ipc`` for an exec'd program, from the ``TOPO_IPC_<NAME>_*`` variables."""
+    # deferred: sysv_ipc, a C extension, loads only in runs that declare SysV resources
     import sysv_ipc
 
     objects: dict[str, Any] = {}

@@ -1,7 +1,7 @@
-"""What a run recorded of its IPC resources: remove them, describe them, clean dead runs.
+"""What a run recorded of its IPC resources: remove them, describe them.
 
 The state file of a run lists each SysV object as ``{name, type, key, id, mode,
-...}`` (``ipcres.Resource.record``). Everything here looks an object up by its
+...}`` (``resources.Resource.record``). Everything here looks an object up by its
 id and acts only when that id still carries the recorded key: an id the
 kernel gave to somebody else's object since is never touched.
 """
@@ -38,6 +38,7 @@ def remove_records(records: Iterable[Any] | None, root: Path = PROC) -> list[str
     it), a record that is not one topo wrote. Fifos and socket pairs need nothing
     here: a fifo goes with the run folder, a socket pair with its processes.
     """
+    # deferred: sysv_ipc, a C extension, loads only in runs that declare SysV resources
     import sysv_ipc
 
     removers = {"msg": sysv_ipc.remove_message_queue, "shm": sysv_ipc.remove_shared_memory,
@@ -99,6 +100,7 @@ def describe(records: Iterable[Any] | None, root: Path = PROC) -> list[dict[str,
 
 
 def _live_state(record: Mapping[str, Any], row: Live) -> dict[str, Any]:
+    # deferred: sysv_ipc, a C extension, loads only in runs that declare SysV resources
     import sysv_ipc
 
     cols = row.columns
@@ -136,28 +138,3 @@ def summary(entry: Mapping[str, Any]) -> str:
     elif entry.get("type") == "fifo":
         parts.append(str(entry.get("path", "")))
     return "  ".join(parts)
-
-
-def gc(state_root: Path) -> list[str]:
-    """Clean every run under ``state_root`` whose supervisor is dead: its processes, its
-    recorded resources (only those whose key and id still match) and its folder.
-
-    Live runs and folders without a readable state file are left alone.
-    """
-    from orchestrator.runs.folder import clean_leftovers, read_state, supervisor_alive
-
-    said: list[str] = []
-    try:
-        folders = sorted(p for p in Path(state_root).iterdir() if p.is_dir())
-    except OSError:
-        return said
-    for folder in folders:
-        state = read_state(folder)
-        if state is None:
-            said.append(f"{folder.name}: left alone, it has no state file topo can read")
-            continue
-        if supervisor_alive(state):
-            continue
-        ipc = clean_leftovers(folder, state)
-        said.append(f"{folder.name}: removed the dead run" + "".join(f"; {s}" for s in ipc))
-    return said

@@ -1,13 +1,13 @@
 """A run's ``ipc:`` resources: made before any node starts, handed to the nodes, removed at the end.
 
-``create_all(plan)`` makes every resource of a plan (SysV message queues,
-shared-memory segments and semaphores with ``IPC_CREAT | IPC_EXCL``; socket
-pairs; fifos in the run folder) and returns ``Resources``, or raises
-``IpcError`` with one sentence, having removed whatever it had made. The
-supervisor then asks ``Resources`` for each replica's environment
-(``env_for``), its inherited fds (``fds_for``) and, inside a forked child, its
-``node.ipc`` objects (``enter_child``). ``records()`` go to the state file, so
-``remove_records`` (in ``ipcrecords``) can remove them after a dead supervisor.
+``create_all(plan)`` makes every resource of a plan (docs/reference.md#ipc-resources:
+SysV message queues, shared-memory segments and semaphores with ``IPC_CREAT |
+IPC_EXCL``; socket pairs; fifos in the run folder) and returns ``Resources``, or
+raises ``IpcError`` with one sentence, having removed whatever it had made. The
+supervisor then asks ``Resources`` for each replica's environment (``env_for``),
+its inherited fds (``fds_for``) and, inside a forked child, its ``node.ipc``
+objects (``enter_child``). ``records()`` go to the state file, so
+``remove_records`` (in ``records.py``) can remove them after a dead supervisor.
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from orchestrator.ipc.keys import (
     open_from_env,
     what,
 )
-from orchestrator.ipc.records import describe, gc, remove_records, summary
+from orchestrator.ipc.records import describe, remove_records, summary
 from orchestrator.plan import IpcPlan, Plan, ReplicaPlan
 
-# The whole IPC API in one place: records and dead runs live in ipcrecords, keys in ipckeys.
-__all__ = ["Resources", "close_objects", "create_all", "create_for_run", "describe", "gc",
-           "open_from_env", "remove_records", "summary"]
+# The whole IPC API in one place: records live in records.py, keys in keys.py.
+__all__ = ["Resources", "close_objects", "create_all", "describe", "open_from_env",
+           "remove_records", "summary"]
 
 SEMVMX = 32767
 DEFAULT_SEMAPHORE_VALUE = 1  # a declared semaphore is a free lock unless `value:` says otherwise
@@ -85,7 +85,10 @@ class Resources:
         return [self.items[n] for n in rp.ipc if n in self.items]
 
     def env_for(self, rp: ReplicaPlan) -> dict[str, str]:
-        """``TOPO_IPC_<NAME>_TYPE`` and ``_KEY``/``_ID``, ``_FD`` or ``_PATH`` (SPEC §4)."""
+        """``TOPO_IPC_<NAME>_TYPE`` and ``_KEY``/``_ID``, ``_FD`` or ``_PATH``.
+
+        See docs/reference.md#ipc-resources.
+        """
         env: dict[str, str] = {}
         for r in self._mine(rp):
             prefix = env_prefix(r.plan.name)
@@ -102,9 +105,6 @@ class Resources:
     def fds_for(self, rp: ReplicaPlan) -> tuple[int, ...]:
         """The socket-pair ends replica ``rp`` must inherit (its own end of each pair it lists)."""
         return tuple(r.ends[rp.node].fileno() for r in self._mine(rp) if rp.node in r.ends)
-
-    def all_fds(self) -> set[int]:
-        return {end.fileno() for r in self.items.values() for end in r.ends.values()}
 
     def enter_child(self, rp: ReplicaPlan) -> dict[str, Any]:
         """Inside a forked child: keep only ``rp``'s own socket-pair ends; its ``node.ipc``.
@@ -207,6 +207,7 @@ def _initial(p: IpcPlan) -> int:
 
 def _sysv(p: IpcPlan, key: int, explicit: bool) -> Resource | None:
     """Create one SysV object with ``key``; None when an auto key turned out taken."""
+    # deferred: sysv_ipc, a C extension, loads only in runs that declare SysV resources
     import sysv_ipc
 
     label = f"{what(p.type)} {p.name}"
@@ -293,19 +294,3 @@ def _fifo(p: IpcPlan) -> Resource:
     except OSError as exc:
         raise IpcError(f"cannot make fifo {p.name} at {p.path}: {exc.strerror}") from None
     return Resource(p)
-
-
-# -- the state file ------------------------------------------------------------------------------
-
-
-def create_for_run(plan: Plan) -> Resources:
-    """``create_all`` that keeps the run's state file naming what exists, from the first one on."""
-    from orchestrator.runs.folder import read_state, write_state
-
-    run_dir = Path(plan.run_dir)
-
-    def record(records: list[Record]) -> None:
-        state = read_state(run_dir) or {"run_id": plan.run_id}
-        write_state(run_dir, {**state, "ipc": records})
-
-    return create_all(plan, on_change=record)

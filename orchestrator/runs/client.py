@@ -53,7 +53,12 @@ def all_runs() -> list[Run]:
 
 
 def find_run(target: str | None) -> Run:
-    """The run ``target`` names: a run id, a topology file (its name), or None for the only run."""
+    """The run ``target`` names: a run id, a topology file, or None for the only run.
+
+    A file means the run started from it: the one whose state file records that
+    path (as `topo up` resolved it). Its ``name:`` is not read again: the file may
+    have changed since, and the id may have come from ``-p``.
+    """
     if target is None:
         runs = all_runs()
         if len(runs) == 1:
@@ -61,14 +66,28 @@ def find_run(target: str | None) -> Run:
         if not runs:
             raise ControlError(f"no run is known (none under {paths.state_root()})")
         raise UsageError(f"several runs are known; name one: {', '.join(r.run_id for r in runs)}")
-    run_id = _topology_name(target) if _is_file(target) else target
-    if not _RUN_ID.match(run_id):
+    if _is_file(target):
+        return _run_of_file(target)
+    if not _RUN_ID.match(target):
         raise UsageError(f"{target!r} is neither a run id nor a topology file")
-    folder = paths.run_dir(run_id)
+    folder = paths.run_dir(target)
     if not folder.is_dir():
         known = ", ".join(r.run_id for r in all_runs()) or "none"
-        raise ControlError(f"no run named {run_id} (known runs: {known})")
-    return Run(run_id, folder, read_state(folder))
+        raise ControlError(f"no run named {target} (known runs: {known})")
+    return Run(target, folder, read_state(folder))
+
+
+def _run_of_file(file: str) -> Run:
+    path = str(Path(file).resolve())
+    runs = all_runs()
+    started = [r for r in runs if r.state is not None and r.state.get("file") == path]
+    if len(started) == 1:
+        return started[0]
+    if started:
+        raise UsageError(f"several runs were started from {file}; name one: "
+                         f"{', '.join(r.run_id for r in started)}")
+    known = ", ".join(r.run_id for r in runs) or "none"
+    raise ControlError(f"no run was started from {file} (known runs: {known})")
 
 
 # -- ls --------------------------------------------------------------------------------------------
@@ -232,18 +251,3 @@ def human_duration(seconds: float) -> str:
 
 def _is_file(target: str) -> bool:
     return target.endswith((".yaml", ".yml")) or os.path.isfile(target)
-
-
-def _topology_name(file: str) -> str:
-    """The run id `topo up FILE` gives by default: the file's ``name:``, else its stem."""
-    import yaml
-
-    try:
-        with open(file, encoding="utf-8") as f:
-            doc = yaml.safe_load(f)
-    except OSError as exc:
-        raise UsageError(f"cannot read {file}: {exc.strerror}") from None
-    except yaml.YAMLError:
-        doc = None
-    name = doc.get("name") if isinstance(doc, dict) else None
-    return name if isinstance(name, str) and name else Path(file).stem

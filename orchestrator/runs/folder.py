@@ -1,6 +1,6 @@
 """A run's private folder: create it (cleaning what a dead run left), the state file, node specs.
 
-Layout (SPEC §3)::
+Layout (docs/reference.md#runs)::
 
     <run_dir>/            0700
         state.json        the supervisor's state, replaced atomically
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import RunAlive, RunError
+from orchestrator.ipc.records import remove_records
 from orchestrator.runs.procinfo import is_alive, proc_start
 
 if TYPE_CHECKING:  # imported lazily: `topo down` and `topo ps` start faster without them
@@ -75,10 +76,8 @@ def me() -> dict[str, int | None]:
 def clean_leftovers(run_dir: Path, state: dict[str, Any] | None) -> list[str]:
     """Kill what a dead run left running, remove its SysV resources, folder and ipc files.
 
-    Returns what was said about its recorded IPC resources (``ipckeys.remove_records``).
+    Returns what was said about its recorded IPC resources (``ipc.records.remove_records``).
     """
-    from orchestrator.ipc.records import remove_records
-
     run_id = str(state.get("run_id", run_dir.name)) if state else run_dir.name
     said: list[str] = []
     if state:

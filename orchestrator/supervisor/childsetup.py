@@ -66,7 +66,8 @@ def run_function(
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:
-        import traceback  # only here: the supervisor, whose pages a node shares, never needs it
+        # deferred: traceback only here: the supervisor, whose pages a node shares, never needs it
+        import traceback
 
         traceback.print_exc()
     finally:

@@ -67,6 +67,7 @@ def main(path: str) -> NoReturn:
     except KeyboardInterrupt:
         code = 130
     except BaseException:  # noqa: BLE001 - told to the waiting `topo`, logged for a bug report
+        # deferred: traceback (linecache, tokenize) only on a bug, never in a supervisor that works
         import traceback
 
         traceback.print_exc()
@@ -82,8 +83,7 @@ def main(path: str) -> NoReturn:
 
 
 def _run(plan: Plan, settings: dict[str, Any], notify: _Notify) -> int:
-    # deferred: `topo up` imports this module only to exec it; the supervisor's own
-    # modules load in the exec'd process, not in the one about to be replaced.
+    # deferred: run.py and the rest load in the exec'd process, not in the `topo` it replaces
     from orchestrator.supervisor.run import Hooks, run_plan
 
     detached = notify.fd is not None

@@ -22,11 +22,12 @@ from typing import Any, BinaryIO
 from orchestrator.errors import NotReady
 from orchestrator.paths import OUTPUT_LOG
 from orchestrator.plan import Plan
+from orchestrator.runs.folder import remove_run_dir, write_specs
 from orchestrator.supervisor.eventloop import EventLoop
 from orchestrator.supervisor.output import JsonPrinter, Printer, use_color
 from orchestrator.supervisor.runready import StartupWatch
 from orchestrator.supervisor.spawn import Spawner, set_subreaper
-from orchestrator.supervisor.statefile import StateFile, serve_control, watch_owner
+from orchestrator.supervisor.statefile import StateFile, create_ipc, serve_control, watch_owner
 from orchestrator.supervisor.supervisor import Options, Replica, Supervisor
 
 
@@ -44,15 +45,11 @@ def run_plan(
     hooks: Hooks | None = None,
 ) -> int:
     """Run a prepared plan until it ends, then remove everything it made; return the code."""
-    from orchestrator.runs.folder import remove_run_dir, write_specs
-
     env = os.environ if environ is None else environ
     ipc = None
     try:
         write_specs(plan)
-        from orchestrator.ipc.resources import create_for_run
-
-        ipc = create_for_run(plan)  # before any node starts; IpcError removes what it made
+        ipc = create_ipc(plan)  # before any node starts; IpcError removes what it made
         return _supervise(
             plan, env, Options(timeout, exit_code_from, abort_on_failure),
             color=use_color(out if out is not None else sys.stdout, no_color, env),
@@ -81,6 +78,7 @@ def _supervise(
 ) -> int:
     targets: dict[str, Callable[..., Any]] = {}
     if any(r.kind != "command" for r in plan.replicas):
+        # deferred: the node side (pyzmq) is loaded only for a plan that forks run nodes
         from orchestrator.child.targets import preload
 
         targets = preload(plan)  # imports once, here, so every fork shares the pages

@@ -1,5 +1,10 @@
-"""What ``runner._supervise`` wires around the supervisor: its state file, its control socket,
+"""What ``run._supervise`` wires around the supervisor: its state file, its control socket,
 and the watch on the process that owns the run (the Python API's caller).
+
+The state file is what `topo ps`, `topo down` and the next `topo up` of the same
+id read of a run (docs/reference.md#runs), also once its supervisor is dead: it
+names every IPC resource from the moment it exists (``create_ipc``), and every
+node process while the run lasts (``StateFile``).
 """
 
 from __future__ import annotations
@@ -9,10 +14,27 @@ import time
 from pathlib import Path
 from typing import Any
 
+from orchestrator.ipc.resources import Record, Resources, create_all
+from orchestrator.plan import Plan
 from orchestrator.runs.control import ControlServer
+from orchestrator.runs.folder import me, read_state, write_state
 from orchestrator.supervisor.eventloop import EventLoop
 from orchestrator.supervisor.spawn import Spawner
 from orchestrator.supervisor.supervisor import Supervisor
+
+
+def create_ipc(plan: Plan) -> Resources:
+    """``create_all`` that keeps the run's state file naming what exists, from the first one on.
+
+    Raises ``IpcError`` having removed whatever it had made.
+    """
+    run_dir = Path(plan.run_dir)
+
+    def record(records: list[Record]) -> None:
+        state = read_state(run_dir) or {"run_id": plan.run_id}
+        write_state(run_dir, {**state, "file": plan.file, "ipc": records})
+
+    return create_all(plan, on_change=record)
 
 
 class StateFile:
@@ -23,8 +45,6 @@ class StateFile:
         self.spawner = spawner
         self.sup: Supervisor | None = None
         self.dirty = True
-        from orchestrator.runs.folder import me
-
         self.base = {
             "run_id": plan.run_id,
             "file": plan.file,
@@ -48,8 +68,6 @@ class StateFile:
             return
         if self.sup.stopping and not force:
             return  # every node is on its way out: `topo down` waits for us, not for this file
-        from orchestrator.runs.folder import write_state
-
         write_state(Path(self.plan.run_dir), {**self.base, **self.sup.state()})
         self.dirty = False
 

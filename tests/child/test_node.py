@@ -163,7 +163,7 @@ class Peers:
         return sock
 
     def socket(self, kind: int) -> zmq.Socket[Any]:
-        sock = self.ctx.socket(kind)
+        sock: zmq.Socket[Any] = self.ctx.socket(kind)
         sock.linger = 0
         self.made.append(sock)
         return sock
@@ -365,7 +365,7 @@ def test_build_sockets_errors_close_what_was_made(
 ) -> None:
     with pytest.raises(RunError, match=message.replace("(", r"\(").replace(")", r"\)")):
         build_sockets(ctx, [SocketPlan("first", "PUSH"), plan])
-    assert not [s for s in ctx._sockets if not s.closed]  # type: ignore[attr-defined]
+    assert not [s for s in ctx._sockets if not s.closed]
 
 
 def test_the_stop_handler_sets_stopping_even_while_its_lock_is_held() -> None:

@@ -1,4 +1,4 @@
-"""IPC resources: keys, creation, hand-over to nodes, records, removal, gc (ipcres, ipckeys).
+"""IPC resources: keys, creation, hand-over to nodes, records, removal (ipc/).
 
 Real SysV objects are made here; every test that makes one requests
 ``no_leftovers``, which fails when any queue, segment or semaphore set is new
@@ -11,8 +11,6 @@ import contextlib
 import os
 import socket
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,10 +31,8 @@ from orchestrator.ipc.keys import (
     live_table,
 )
 from orchestrator.ipc.records import describe, remove_records, summary
-from orchestrator.ipc.resources import create_all, gc, open_from_env
+from orchestrator.ipc.resources import create_all, open_from_env
 from orchestrator.plan import IpcPlan, Plan, ReplicaPlan
-from orchestrator.runs.folder import me, write_state
-from orchestrator.runs.procinfo import proc_start
 from orchestrator.spec.planner import ipc_plan
 from tests.conftest import Leftovers
 
@@ -401,44 +397,6 @@ def test_describe_shows_live_state(tmp_path: Path, no_leftovers: Leftovers) -> N
     finally:
         res.remove()
     assert summary(describe(records)[0]).endswith("gone")
-
-
-# -- gc: dead runs only --------------------------------------------------------------------------
-
-
-def test_gc_cleans_dead_runs_and_leaves_live_ones(tmp_path: Path, no_leftovers: Leftovers) -> None:
-    root = no_leftovers.root
-    dead, live, bare = root / "dead", root / "live", root / "bare"
-    for folder in (dead, live, bare):
-        folder.mkdir()
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
-    dead_pid = int(gone.stdout)
-    res_dead = create_all(make_plan(dead, IpcPlan("jobs", "msgqueue", key_from="auto"),
-                                    run_id="dead"))
-    res_live = create_all(make_plan(live, IpcPlan("jobs", "msgqueue", key_from="auto"),
-                                    run_id="live"))
-    try:
-        write_state(dead, {"run_id": "dead", "supervisor": {"pid": dead_pid, "start": 1},
-                           "ipc": res_dead.records()})
-        write_state(live, {"run_id": "live", "supervisor": me(), "ipc": res_live.records()})
-        said = gc(root)
-        assert not dead.exists() and live.exists() and bare.exists()
-        dead_id = res_dead.records()[0]["id"]
-        assert dead_id not in live_table("msg")
-        assert res_live.records()[0]["id"] in live_table("msg")
-        assert said == [
-            "bare: left alone, it has no state file topo can read",
-            f"dead: removed the dead run; removed message queue jobs "
-            f"(key {res_dead.records()[0]['key']:#x}, id {dead_id})",
-        ]
-        assert proc_start(os.getpid()) is not None
-    finally:
-        res_live.remove()
-        res_dead.close()
-        bare.rmdir()
-        live.joinpath("state.json").unlink()
-        live.rmdir()
 
 
 def test_socketpair_ends_are_unix_stream_sockets(tmp_path: Path) -> None:
