@@ -6,7 +6,7 @@ deadline (backoff, stop_timeout, --timeout, readiness) comes. There is no
 fixed polling interval: with nothing pending, the timeout is infinite.
 
 Signal handlers only enqueue the signal number; the loop hands it to the
-supervisor, which dispatches ``handle_int`` / ``handle_term`` / ... by name.
+supervisor (``on_signal``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Restart policy and backoff (SPEC §5): pure decisions, no clock and no process.
+"""Restart policy and backoff: pure decisions, no clock and no process.
+
+The rules as users read them: docs/reference.md#restarts-and-guarantees.
 
 A replica's history is immutable; ``decide`` takes it with the facts of one
 exit and returns what to do and the new history. The rules:

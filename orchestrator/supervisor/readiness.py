@@ -1,4 +1,4 @@
-"""Readiness probes for command nodes (SPEC §4).
+"""Readiness probes for command nodes (docs/reference.md#readiness).
 
 A command node is ready when it has started, unless ``ready:`` says more:
 
@@ -19,6 +19,8 @@ import os
 import re
 import socket
 from dataclasses import dataclass
+
+from orchestrator.plan import ReadyPlan
 
 RETRY_FIRST = 0.005
 RETRY_MAX = 0.1
@@ -69,19 +71,18 @@ def next_retry(previous: float | None) -> float:
     return RETRY_FIRST if previous is None else min(previous * 2, RETRY_MAX)
 
 
-def make_probe(ready: object | None, *, cwd: str, run_dir: str) -> Probe:
-    """Build the probe for a node's ``ready:`` spec (a ``model.ReadySpec`` or None)."""
+def make_probe(ready: ReadyPlan | None, *, cwd: str, run_dir: str) -> Probe:
+    """Build the probe for a node's ``ready:`` (None: ready once started)."""
     if ready is None:
         return Probe("started")
-    kind: str = ready.kind  # type: ignore[attr-defined]
-    timeout = float(ready.timeout)  # type: ignore[attr-defined]
-    if kind == "log":
-        return Probe("log", timeout, pattern=re.compile(ready.log.encode()))  # type: ignore[attr-defined]
-    if kind == "tcp":
-        return Probe("tcp", timeout, target=str(ready.tcp))  # type: ignore[attr-defined]
-    if kind == "ipc":
-        path = str(ready.ipc).removeprefix("ipc://")  # type: ignore[attr-defined]
+    timeout = float(ready.timeout)
+    if ready.kind == "log":
+        return Probe("log", timeout, pattern=re.compile(str(ready.log).encode()))
+    if ready.kind == "tcp":
+        return Probe("tcp", timeout, target=str(ready.tcp))
+    if ready.kind == "ipc":
+        path = str(ready.ipc).removeprefix("ipc://")
         return Probe("ipc", timeout, target=os.path.join(run_dir, path))
-    if kind == "file":
-        return Probe("file", timeout, target=os.path.join(cwd, str(ready.file)))  # type: ignore[attr-defined]
-    return Probe("command", timeout, argv=tuple(ready.command))  # type: ignore[attr-defined]
+    if ready.kind == "file":
+        return Probe("file", timeout, target=os.path.join(cwd, str(ready.file)))
+    return Probe("command", timeout, argv=tuple(ready.command or ()))

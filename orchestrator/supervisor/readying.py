@@ -1,115 +1,121 @@
-"""The supervisor's side of readiness: arming probes, retrying them, and a replica turning ready.
+"""Waiting for replicas to be ready: arming their probes, retrying them, their timeouts.
 
 A ``run`` node is ready when its ready byte arrives (``Supervisor.on_ready``); a
 ``command`` node when its probe (``readiness.py``) says so: ``tcp``, ``ipc``,
 ``file`` checks retried with growing delays, a ``command`` run until it exits 0,
-or a ``log`` line. A replica that is not ready within its timeout is killed and
-counted as a failed start.
-
-``Readying`` is mixed into ``supervisor.Supervisor``, which owns the state and
-the timers it uses; it is split out only to keep each module to one idea.
+or a ``log`` line (docs/reference.md#readiness). ``Readying`` owns the timers and
+probe processes of that wait, and tells the supervisor when a replica is ready
+(``ready``). One whose ``ready:`` timeout passes first is killed: a failed start.
 """
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
-from orchestrator.plan import ReplicaPlan
-from orchestrator.supervisor.output import Printer
+from orchestrator.supervisor.ports import Clock, Output, SpawnerLike
 from orchestrator.supervisor.readiness import next_retry
 from orchestrator.supervisor.replica import Replica
-
-if TYPE_CHECKING:
-    from orchestrator.supervisor.supervisor import SpawnerLike, Watcher
+from orchestrator.supervisor.spawn import Proc
+from orchestrator.supervisor.timers import Timer, Timers
 
 INF = float("inf")
 
 
 class Readying:
-    # Set up by ``Supervisor.__init__``; declared here for the type checker.
-    spawner: SpawnerLike
-    printer: Printer
-    watcher: Watcher
-    clock: Callable[[], float]
-    probe_pids: dict[int, Replica]
-    stopping: bool
-    ready_hook: Callable[[Replica], None] | None
+    def __init__(
+        self,
+        timers: Timers,
+        clock: Clock,
+        spawner: SpawnerLike,
+        printer: Output,
+        *,
+        run_probe: Callable[[Replica], Proc],
+        ready: Callable[[Replica], None],
+    ) -> None:
+        self._timers = timers
+        self._clock = clock
+        self._spawner = spawner
+        self._printer = printer
+        self._run_probe = run_probe  # exec a `ready: {command: ...}` and watch its exit
+        self._ready = ready
+        self.pids: dict[int, Replica] = {}  # live probe processes (until their exit is seen)
+        self._probes: dict[str, Proc] = {}  # by replica name
+        self._delays: dict[str, float] = {}
+        self._armed: dict[str, list[Timer]] = {}
 
-    if TYPE_CHECKING:  # Supervisor's own, which these call (declared, not defined: a
-        # definition here would shadow the real one of a class later in the MRO)
-        def _at(self, when: float, kind: str, name: str, gen: int = -1) -> None:
-            raise NotImplementedError
-
-        def _changed(self) -> None:
-            raise NotImplementedError
-
-        def _start_eligible(self) -> None:
-            raise NotImplementedError
-
-        def _command_env(self, rp: ReplicaPlan) -> Mapping[str, str]:
-            raise NotImplementedError
-
-    def _arm_readiness(self, r: Replica) -> None:
+    def arm(self, r: Replica) -> None:
+        """``r`` has just started: wait for it (or find it ready at once)."""
+        self._cancel(r)
         if r.probe.immediate:
-            self._mark_ready(r)
+            self._ready(r)
             return
+        timers = self._armed[r.name] = []
         if r.probe.timed:
-            r.probe_delay = next_retry(None)
-            self._at(r.started_at + r.probe_delay, "probe", r.name, r.gen)
+            self._delays[r.name] = delay = next_retry(None)
+            timers.append(self._timers.at(r.started_at + delay, lambda: self._try(r)))
         if r.probe.timeout != INF:
-            self._at(r.started_at + r.probe.timeout, "ready_timeout", r.name, r.gen)
+            timers.append(self._timers.at(r.started_at + r.probe.timeout,
+                                          lambda: self._timed_out(r)))
 
-    def _mark_ready(self, r: Replica) -> None:
-        r.ready = r.ever_ready = True
-        r.status = "ready"
-        self.printer.record("ready", r.name)
-        r.gen += 1  # cancels probe and ready timeout
-        self._stop_probe(r)
-        self._changed()
-        if self.ready_hook is not None:
-            self.ready_hook(r)
-        self._start_eligible()
+    def disarm(self, r: Replica) -> None:
+        """Stop waiting for ``r`` (ready, exited, or the run stops): a running probe is killed."""
+        self._cancel(r)
+        probe = self._probes.get(r.name)
+        if probe is not None:
+            self._spawner.signal_group(probe.pid, signal.SIGKILL)
 
-    def _timer_probe(self, r: Replica) -> None:
+    def _cancel(self, r: Replica) -> None:
+        for timer in self._armed.pop(r.name, ()):
+            timer.cancel()
+        self._delays.pop(r.name, None)
+
+    def output(self, r: Replica, lines: Sequence[bytes]) -> None:
+        """Lines ``r`` wrote while it was starting: a ``log`` probe may match one."""
+        if r.probe.kind == "log" and any(r.probe.matches(line) for line in lines):
+            self._ready(r)
+
+    def probe_exited(self, pid: int, code: int) -> bool:
+        """Whether ``pid`` was a probe; if so, exit code 0 means its replica is ready."""
+        r = self.pids.pop(pid, None)
+        if r is None:
+            return False
+        if r.name in self._probes and self._probes[r.name].pid == pid:
+            del self._probes[r.name]
+        if r.name not in self._armed or r.proc is None or r.ready:
+            return True  # nobody waits for this replica any more
+        if code == 0:
+            self._ready(r)
+        else:
+            self._retry(r)
+        return True
+
+    def _try(self, r: Replica) -> None:
         if r.probe.kind == "command":
-            if r.probe_proc is None:
-                try:
-                    r.probe_proc = self.spawner.exec_command(
-                        r.probe.argv, self._command_env(r.plan), r.plan.cwd, capture=False)
-                except OSError:
-                    self._retry_probe(r)
-                    return
-                self.probe_pids[r.probe_proc.pid] = r
-                self.watcher.watch(r.probe_proc, r.name)
+            if r.name in self._probes:
+                return  # the last one is still running (its exit re-arms the probe)
+            try:
+                proc = self._run_probe(r)
+            except OSError:
+                self._retry(r)
+                return
+            self._probes[r.name] = proc
+            self.pids[proc.pid] = r
             return
         if r.probe.check():
-            self._mark_ready(r)
+            self._ready(r)
         else:
-            self._retry_probe(r)
+            self._retry(r)
 
-    def _retry_probe(self, r: Replica) -> None:
-        r.probe_delay = next_retry(r.probe_delay)
-        self._at(self.clock() + r.probe_delay, "probe", r.name, r.gen)
+    def _retry(self, r: Replica) -> None:
+        self._delays[r.name] = delay = next_retry(self._delays.get(r.name))
+        pending = [t for t in self._armed.get(r.name, ()) if t.pending]
+        pending.append(self._timers.at(self._clock() + delay, lambda: self._try(r)))
+        self._armed[r.name] = pending
 
-    def _probe_exited(self, r: Replica, code: int) -> None:
-        r.probe_proc = None
-        if r.proc is None or r.ready or self.stopping:
-            return
-        if code == 0:
-            self._mark_ready(r)
-        else:
-            self._retry_probe(r)
-
-    def _stop_probe(self, r: Replica) -> None:
-        if r.probe_proc is not None:
-            self.spawner.signal_group(r.probe_proc.pid, signal.SIGKILL)
-
-    def _timer_ready_timeout(self, r: Replica) -> None:
+    def _timed_out(self, r: Replica) -> None:
         if r.proc is not None and not r.ready:
-            self.printer.event(
-                f"{r.name} did not become ready within {r.probe.timeout:g}s "
-                f"({r.probe.kind}); killing it")
-            r.not_ready = True
-            self.spawner.signal_group(r.proc.pid, signal.SIGKILL)
+            self._printer.event(f"{r.name} did not become ready within {r.probe.timeout:g}s "
+                                f"({r.probe.kind}); killing it")
+            r.not_ready = True  # its exit, whatever the code, is a failed start
+            self._spawner.signal_group(r.proc.pid, signal.SIGKILL)

@@ -105,9 +105,7 @@ def _supervise(
     )
     sup.ready_hook = hooks.ready_hook
     # How long stopping may take at most: `topo down` waits that long before it kills.
-    state.base["stop_budget"] = sum(
-        max((r.stop_timeout for n in tier for r in sup.nodes.get(n, [])), default=0.0)
-        for tier in sup.tiers)
+    state.base["stop_budget"] = sup.shutdown.budget()
 
     def run_ready() -> None:
         printer.record("run_ready", run_id=plan.run_id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from orchestrator.supervisor.supervisor import Replica, Supervisor
+from orchestrator.supervisor.supervisor import Replica, Status, Supervisor
 
 _TAIL_BYTES = 2048  # of the failing replica's log, shown with the reason
 
@@ -44,14 +44,14 @@ class StartupWatch:
                 self._fail(f"{r.name} did not become ready within {r.probe.timeout:g}s "
                            f"(its ready check: {r.probe.kind})", r)
                 return
-            if r.status == "failed" and not r.ever_ready:
+            if r.status is Status.FAILED and not r.ever_ready:
                 if r.exit_code is None:
                     self._fail(f"{r.name} was not started: a node it depends on failed")
                 else:
                     self._fail(f"{r.name} exited with code {r.exit_code} before it was ready, "
                                "and its restart policy gave up", r)
                 return
-            if not (r.ever_ready or (r.status == "exited" and r.exit_code == 0)):
+            if not (r.ever_ready or (r.status is Status.EXITED and r.exit_code == 0)):
                 pending = True
         if not pending:  # even if the run is ending already: every node got there
             self.decided = True
@@ -61,7 +61,7 @@ class StartupWatch:
 
     def _slowest(self, wait_timeout: float) -> str:
         waiting = [r.name for r in self.sup.replicas.values()
-                   if not (r.ever_ready or r.status == "exited")]
+                   if not (r.ever_ready or r.status is Status.EXITED)]
         return (f"not ready within {wait_timeout:g}s (--wait-timeout): still waiting for "
                 f"{', '.join(waiting[:5])}{' ...' if len(waiting) > 5 else ''}")
 

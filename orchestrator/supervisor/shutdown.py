@@ -1,111 +1,103 @@
-"""The end of a run: deciding that it is over, and stopping its nodes tier by tier.
+"""The end of a run: deciding that it is over, and the order its nodes stop in.
 
 A run ends when every node has finished (or the ``--exit-code-from`` node has),
-on ``--timeout``, on ``--abort-on-failure``, or on a signal (SPEC §3). Nodes then
-stop in reverse dependency order, one tier at a time: every live replica of the
-tier gets its stop signal at once, then SIGKILL after its ``stop_timeout``; the
-next tier starts only when the last one is empty. A second interrupt kills
-everything at once.
-
-``Shutdown`` is mixed into ``supervisor.Supervisor``, which owns the state it
-reads and its timers; it is split out only to keep each module to one idea.
+on ``--timeout``, on ``--abort-on-failure``, or on a signal
+(docs/reference.md#exit-codes). Nodes then stop in reverse dependency order,
+one tier at a time (docs/reference.md#restarts-and-guarantees): every live
+replica of the tier is stopped at once (its stop signal, then SIGKILL after its
+``stop_timeout``), and the next tier only when the last one is empty. A second
+interrupt kills everything at once. `topo restart` stops a replica the same way.
 """
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
 
-from orchestrator.supervisor.output import Printer
-from orchestrator.supervisor.replica import TERMINAL, Options, Replica, node_code
+from orchestrator.supervisor.ports import Clock, Output, SpawnerLike
+from orchestrator.supervisor.replica import Options, Replica, Status, node_code
+from orchestrator.supervisor.spawn import Proc
+from orchestrator.supervisor.timers import Timers
 
-if TYPE_CHECKING:
-    from orchestrator.supervisor.supervisor import SpawnerLike
+
+def run_over(options: Options, nodes: Mapping[str, Sequence[Replica]]) -> tuple[int, str] | None:
+    """(code, why) once the run has nothing left to wait for; None while it has."""
+    target = options.exit_code_from
+    if target is not None and target in nodes:
+        reps = nodes[target]
+        if all(r.status.terminal for r in reps):
+            return node_code(reps), f"{target} finished"
+        return None
+    every = [r for reps in nodes.values() for r in reps]
+    if all(r.status.terminal for r in every):
+        ok = all(r.status is Status.EXITED and r.exit_code == 0 for r in every)
+        return 0 if ok else 1, "no node is left to run"
+    return None
+
+
+def tiers_of(order: Sequence[Sequence[str]], nodes: Sequence[str]) -> list[list[str]]:
+    """The plan's dependency tiers, with any node they do not list put in the last one."""
+    tiers = [list(t) for t in order] or [list(nodes)]
+    listed = {n for t in tiers for n in t}
+    tiers[-1].extend(n for n in nodes if n not in listed)
+    return tiers
 
 
 class Shutdown:
-    # Set up by ``Supervisor.__init__``; declared here for the type checker.
-    spawner: SpawnerLike
-    printer: Printer
-    clock: Callable[[], float]
-    options: Options
-    replicas: dict[str, Replica]
-    nodes: dict[str, list[Replica]]
-    tiers: list[list[str]]
-    by_pid: dict[int, Replica]
-    probe_pids: dict[int, Replica]
-    stopping: bool
-    done: bool
-    code: int | None
-    _tier: int
-    _tier_signalled: bool
+    """Stopping replicas: one (``stop``), a tier at a time (``advance``), or all (``kill_all``)."""
 
-    if TYPE_CHECKING:  # Supervisor's own, which these call (declared, not defined: a
-        # definition here would shadow the real one of a class later in the MRO)
-        def _at(self, when: float, kind: str, name: str, gen: int = -1) -> None:
-            raise NotImplementedError
+    def __init__(self, tiers: list[list[str]], nodes: Mapping[str, Sequence[Replica]], *,
+                 spawner: SpawnerLike, timers: Timers, clock: Clock, printer: Output) -> None:
+        self.tiers = tiers
+        self._nodes = nodes
+        self._spawner = spawner
+        self._timers = timers
+        self._clock = clock
+        self._printer = printer
+        self._tier = -1
+        self._signalled = False
 
-        def _stop_probe(self, r: Replica) -> None:
-            raise NotImplementedError
-
-    def _timer_timeout(self, _: Replica | None) -> None:
-        self._begin_shutdown(124, f"timeout after {self.options.timeout:g}s; stopping")
-
-    def _check_end(self) -> None:
-        if self.stopping:
+    def stop(self, r: Replica) -> None:
+        """Its stop signal now, SIGKILL once its ``stop_timeout`` is over (unless it exited)."""
+        proc = r.proc
+        if proc is None:
             return
-        target = self.options.exit_code_from
-        if target is not None and target in self.nodes:
-            reps = self.nodes[target]
-            if all(r.status in TERMINAL for r in reps):
-                self._begin_shutdown(node_code(reps), f"{target} finished")
-            return
-        if all(r.status in TERMINAL for r in self.replicas.values()):
-            ok = all(r.status == "exited" and r.exit_code == 0 for r in self.replicas.values())
-            self._begin_shutdown(0 if ok else 1, "no node is left to run")
+        self._spawner.signal_group(proc.pid, r.stop_signal)
+        r.kill_timer = self._timers.at(self._clock() + r.stop_timeout,
+                                       lambda: self._kill(r, proc))
 
-    def _interrupt(self, code: int, why: str) -> None:
-        if self.stopping:
-            self.printer.event(f"{why} again: killing every node now")
-            for r in self.replicas.values():
+    def _kill(self, r: Replica, proc: Proc) -> None:
+        if r.proc is proc:
+            self._printer.event(f"{r.name} still running {r.stop_timeout:g}s after "
+                                f"{signal.Signals(r.stop_signal).name}; sending SIGKILL")
+            self._spawner.signal_group(proc.pid, signal.SIGKILL)
+
+    def kill_all(self) -> None:
+        for reps in self._nodes.values():
+            for r in reps:
                 if r.proc is not None:
-                    self.spawner.signal_group(r.proc.pid, signal.SIGKILL)
-            return
-        self._begin_shutdown(code, f"{why}; stopping")
+                    self._spawner.signal_group(r.proc.pid, signal.SIGKILL)
 
-    def _begin_shutdown(self, code: int, why: str) -> None:
-        if self.stopping:
-            return
-        self.stopping = True
-        self.code = code
-        self.printer.event(why)
-        for r in self.replicas.values():
-            r.gen += 1
-            self._stop_probe(r)
+    def begin(self) -> None:
         self._tier = len(self.tiers) - 1
-        self._tier_signalled = False
-        self._advance_shutdown()
+        self._signalled = False
 
-    def _advance_shutdown(self) -> None:
+    def advance(self) -> bool:
+        """Stop the last tier that still has live replicas; True once every tier is empty."""
         while self._tier >= 0:
-            live = [r for n in self.tiers[self._tier] for r in self.nodes.get(n, [])
+            live = [r for n in self.tiers[self._tier] for r in self._nodes.get(n, ())
                     if r.proc is not None]
-            if live and not self._tier_signalled:
-                self._tier_signalled = True
-                now = self.clock()
-                for r in live:
-                    self.spawner.signal_group(r.proc.pid, r.stop_signal)  # type: ignore[union-attr]
-                    self._at(now + r.stop_timeout, "kill", r.name, r.gen)
             if live:
-                return
+                if not self._signalled:
+                    self._signalled = True
+                    for r in live:
+                        self.stop(r)
+                return False
             self._tier -= 1
-            self._tier_signalled = False
-        if not self.by_pid and not self.probe_pids:
-            self.done = True
+            self._signalled = False
+        return True
 
-    def _timer_kill(self, r: Replica) -> None:
-        if r.proc is not None:
-            self.printer.event(f"{r.name} still running {r.stop_timeout:g}s after "
-                               f"{signal.Signals(r.stop_signal).name}; sending SIGKILL")
-            self.spawner.signal_group(r.proc.pid, signal.SIGKILL)
+    def budget(self) -> float:
+        """How long stopping may take at most: each tier's longest ``stop_timeout``, summed."""
+        return sum(max((r.stop_timeout for n in tier for r in self._nodes.get(n, ())),
+                       default=0.0) for tier in self.tiers)

@@ -116,7 +116,9 @@ def test_huge_streaks_do_not_overflow() -> None:
 
 
 @given(policies, st.lists(exits, min_size=1, max_size=30))
-def test_properties_of_any_history(policy: RestartPolicy, script) -> None:
+def test_properties_of_any_history(
+    policy: RestartPolicy, script: list[tuple[int, float, bool, float]]
+) -> None:
     restarts: list[float] = []
     streak = 0
     for d, now, code, ran, ready in replay(policy, script):

@@ -7,134 +7,45 @@ printed and returned.
 
 from __future__ import annotations
 
-import io
 import signal
-from typing import Any
+from pathlib import Path
 
 import pytest
 
-from orchestrator.plan import Plan, ReplicaPlan
-from orchestrator.spec.model import Topology
-from orchestrator.spec.planner import node_plan
-from orchestrator.supervisor.output import Printer
-from orchestrator.supervisor.spawn import Proc
-from orchestrator.supervisor.supervisor import Options, Supervisor
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class FakeSpawner:
-    def __init__(self) -> None:
-        self.next_pid = 100
-        self.started: list[tuple[str, int]] = []  # (kind, pid)
-        self.signals: list[tuple[int, int]] = []
-        self.fail_exec = False
-
-    def _proc(self, kind: str) -> Proc:
-        self.next_pid += 1
-        self.started.append((kind, self.next_pid))
-        return Proc(self.next_pid, -1)
-
-    def fork_functions(self, starts: list[Any]) -> list[Proc | OSError]:
-        return [self._proc("fork") for _ in starts]
-
-    def exec_commands(self, commands: list[Any], *, capture: bool = True) -> list[Proc | OSError]:
-        if self.fail_exec:
-            return [OSError(11, "Resource temporarily unavailable") for _ in commands]
-        return [self._proc("exec") for _ in commands]
-
-    def exec_command(self, argv: Any, env: Any, cwd: str, *, capture: bool = True) -> Proc:
-        if self.fail_exec:
-            raise OSError(11, "Resource temporarily unavailable")
-        return self._proc("exec" if capture else "probe")
-
-    def signal_group(self, pgid: int, sig: int) -> None:
-        self.signals.append((pgid, sig))
-
-    def group_gone(self, pgid: int) -> None:
-        pass
-
-
-def build(
-    nodes: dict[str, Any], **options: Any
-) -> tuple[Supervisor, FakeSpawner, Clock, io.BytesIO]:
-    topology = Topology(name="t", nodes=nodes)
-    replicas = []
-    for name, spec in topology.nodes.items():
-        for i in range(spec.replicas):
-            replicas.append(ReplicaPlan(
-                node=name, replica=i, kind=spec.kind, run=spec.run, role=spec.role,
-                argv=tuple(spec.command) if spec.command else None, cwd="/tmp",
-                stop_signal=spec.stop_signal))
-    depth: dict[str, int] = {}
-
-    def tier(n: str) -> int:
-        if n not in depth:
-            depth[n] = 1 + max((tier(d) for d in topology.nodes[n].depends_on), default=-1)
-        return depth[n]
-
-    tiers = [tuple(n for n in topology.nodes if tier(n) == i)
-             for i in range(1 + max(tier(n) for n in topology.nodes))]
-    plan = Plan("t", "/tmp/t", "/tmp/t.yaml", tuple(replicas), tiers=tuple(tiers),
-                nodes={name: node_plan(spec) for name, spec in topology.nodes.items()})
-    spawner, clock, err = FakeSpawner(), Clock(), io.BytesIO()
-    printer = Printer([r.name for r in replicas], out=io.BytesIO(), err=err)
-    sup = Supervisor(plan, spawner=spawner, printer=printer, clock=clock,
-                     options=Options(**options), targets={"m:f": lambda node: 0},
-                     run_child=lambda *a: 0, environ={})
-    return sup, spawner, clock, err
-
-
-def pid_of(sup: Supervisor, name: str) -> int:
-    proc = sup.replicas[name].proc
-    assert proc is not None, f"{name} is not running"
-    return proc.pid
-
-
-def advance(sup: Supervisor, clock: Clock, seconds: float) -> None:
-    clock.t += seconds
-    sup.fire_timers()
-
-
-RUN = {"run": "m:f"}
+from orchestrator.supervisor.supervisor import Status
+from tests.supervisor.harness import RUN, advance, build, pid_of
 
 
 def test_one_node_that_finishes_ends_the_run_with_0() -> None:
     sup, sp, clock, _ = build({"a": RUN})
     sup.start()
-    assert sp.started == [("fork", 101)]
+    assert sp.kinds == [("fork", 101)]
     sup.on_ready(101)
-    assert sup.replicas["a.0"].status == "ready"
+    assert sup.replicas["a.0"].status is Status.READY
     sup.on_exit(101, 0)
     assert sup.done and sup.code == 0
 
 
 def test_a_crash_after_a_healthy_run_restarts_at_once() -> None:
-    sup, sp, clock, err = build({"a": RUN})
+    sup, sp, clock, out = build({"a": RUN})
     sup.start()
     sup.on_ready(101)
     clock.t += 30
     sup.on_exit(101, 1)
-    assert sp.started == [("fork", 101), ("fork", 102)]
+    assert sp.kinds == [("fork", 101), ("fork", 102)]
     assert sup.replicas["a.0"].restarts == 1
-    assert b"a.0 exited with code 1; restarting now" in err.getvalue()
+    assert "a.0 exited with code 1; restarting now" in out.text
     assert (101, signal.SIGKILL) in sp.signals  # the old group's leftovers
 
 
 def test_a_crash_loop_backs_off_and_then_fails() -> None:
-    sup, sp, clock, err = build({"a": {**RUN, "max_restarts": 3, "backoff": "100ms"}})
+    sup, sp, clock, out = build({"a": {**RUN, "max_restarts": 3, "backoff": "100ms"}})
     sup.start()
     delays = []
     for _ in range(3):
         pid = pid_of(sup, "a.0")
         sup.on_exit(pid, 2)  # before ready: a quick failure
-        assert sup.replicas["a.0"].status == "restarting"
+        assert sup.replicas["a.0"].status is Status.RESTARTING
         deadline = sup.next_deadline()
         assert deadline is not None
         delays.append(round(deadline - clock.t, 6))
@@ -144,28 +55,28 @@ def test_a_crash_loop_backs_off_and_then_fails() -> None:
         assert sup.replicas["a.0"].proc is not None
     assert delays == [0.1, 0.2, 0.4]
     sup.on_exit(pid_of(sup, "a.0"), 2)
-    assert sup.replicas["a.0"].status == "failed"
+    assert sup.replicas["a.0"].status is Status.FAILED
     assert sup.done and sup.code == 1
-    assert b"failed (3 restart(s) within 60s" in err.getvalue()
+    assert "failed (3 restart(s) within 60s" in out.text
 
 
 def test_depends_on_waits_for_every_replica_to_be_ready() -> None:
     sup, sp, clock, _ = build({"a": {**RUN, "replicas": 2}, "b": {**RUN, "depends_on": ["a"]}})
     sup.start()
-    assert len(sp.started) == 2
+    assert len(sp.kinds) == 2
     sup.on_ready(101)
-    assert len(sp.started) == 2
+    assert len(sp.kinds) == 2
     sup.on_ready(102)
-    assert len(sp.started) == 3 and sup.replicas["b.0"].status == "starting"
+    assert len(sp.kinds) == 3 and sup.replicas["b.0"].status is Status.STARTING
 
 
 def test_a_dependency_that_fails_fails_its_dependents() -> None:
-    sup, sp, clock, err = build({"a": {**RUN, "restart": "never"},
+    sup, sp, clock, out = build({"a": {**RUN, "restart": "never"},
                                  "b": {**RUN, "depends_on": ["a"]}})
     sup.start()
     sup.on_exit(101, 1)
-    assert sup.replicas["b.0"].status == "failed"
-    assert b"b.0 not started" in err.getvalue()
+    assert sup.replicas["b.0"].status is Status.FAILED
+    assert "b.0 not started" in out.text
     assert sup.done and sup.code == 1
 
 
@@ -192,7 +103,7 @@ def test_abort_on_failure() -> None:
 
 
 def test_timeout_stops_with_124_and_kills_after_stop_timeout() -> None:
-    sup, sp, clock, err = build({"a": {**RUN, "stop_timeout": 2}}, timeout=5)
+    sup, sp, clock, out = build({"a": {**RUN, "stop_timeout": 2}}, timeout=5)
     sup.start()
     sup.on_ready(101)
     assert sup.next_deadline() == pytest.approx(clock.t + 5)
@@ -201,7 +112,7 @@ def test_timeout_stops_with_124_and_kills_after_stop_timeout() -> None:
     assert sup.next_deadline() == pytest.approx(clock.t + 2)
     advance(sup, clock, 2)
     assert sp.signals[-1] == (101, signal.SIGKILL)
-    assert b"sending SIGKILL" in err.getvalue()
+    assert "sending SIGKILL" in out.text
     sup.on_exit(101, 137)
     assert sup.done and sup.code == 124
 
@@ -251,13 +162,13 @@ def test_nothing_restarts_during_shutdown() -> None:
     sup.start()
     sup.on_signal(signal.SIGINT)
     sup.on_exit(101, 1)
-    assert len(sp.started) == 1 and sup.done
+    assert len(sp.kinds) == 1 and sup.done
 
 
 def test_command_node_is_ready_when_started() -> None:
     sup, sp, clock, _ = build({"c": {"command": ["true"]}, "d": {**RUN, "depends_on": ["c"]}})
     sup.start()
-    assert [k for k, _ in sp.started] == ["exec", "fork"]
+    assert [k for k, _ in sp.kinds] == ["exec", "fork"]
 
 
 def test_log_readiness_matches_whole_lines() -> None:
@@ -267,35 +178,35 @@ def test_log_readiness_matches_whole_lines() -> None:
     sup.on_output(101, "c.0", b"hello\nlisten")
     assert not sup.replicas["c.0"].ready
     sup.on_output(101, "c.0", b"ing on 80\n")
-    assert sup.replicas["c.0"].ready and len(sp.started) == 2
+    assert sup.replicas["c.0"].ready and len(sp.kinds) == 2
 
 
 def test_not_ready_in_time_is_a_failed_start() -> None:
-    sup, sp, clock, err = build({"c": {"command": ["x"], "ready": {"log": "up", "timeout": 1},
+    sup, sp, clock, out = build({"c": {"command": ["x"], "ready": {"log": "up", "timeout": 1},
                                        "restart": "never"}})
     sup.start()
     advance(sup, clock, 1)
     assert (101, signal.SIGKILL) in sp.signals
-    assert b"did not become ready within 1s" in err.getvalue()
+    assert "did not become ready within 1s" in out.text
     sup.on_exit(101, 0)  # even a clean exit: it was not ready
-    assert sup.replicas["c.0"].status == "failed" and sup.code == 1
+    assert sup.replicas["c.0"].status is Status.FAILED and sup.code == 1
 
 
 def test_command_probe_retries_with_growing_delays_until_exit_0() -> None:
     sup, sp, clock, _ = build({"c": {"command": ["x"], "ready": {"command": ["probe"]}}})
     sup.start()
     advance(sup, clock, 0.005)
-    assert sp.started[-1][0] == "probe"
-    sup.on_exit(sp.started[-1][1], 1)
+    assert sp.kinds[-1][0] == "probe"
+    sup.on_exit(sp.kinds[-1][1], 1)
     assert sup.next_deadline() == pytest.approx(clock.t + 0.01)
     advance(sup, clock, 0.01)
-    probe = sp.started[-1]
+    probe = sp.kinds[-1]
     assert probe[0] == "probe" and probe[1] != 102
     sup.on_exit(probe[1], 0)
     assert sup.replicas["c.0"].ready
 
 
-def test_file_probe(tmp_path: Any) -> None:
+def test_file_probe(tmp_path: Path) -> None:
     flag = tmp_path / "up"
     sup, sp, clock, _ = build({"c": {"command": ["x"], "ready": {"file": str(flag)}}})
     sup.start()
@@ -307,11 +218,11 @@ def test_file_probe(tmp_path: Any) -> None:
 
 
 def test_a_start_that_cannot_fork_counts_as_a_failure() -> None:
-    sup, sp, clock, err = build({"c": {"command": ["x"], "restart": "never"}})
+    sup, sp, clock, out = build({"c": {"command": ["x"], "restart": "never"}})
     sp.fail_exec = True
     sup.start()
-    assert sup.replicas["c.0"].status == "failed" and sup.done and sup.code == 1
-    assert b"could not start" in err.getvalue()
+    assert sup.replicas["c.0"].status is Status.FAILED and sup.done and sup.code == 1
+    assert "could not start" in out.text
 
 
 def test_stale_events_are_ignored() -> None:
@@ -319,7 +230,7 @@ def test_stale_events_are_ignored() -> None:
     sup.start()
     sup.on_exit(999, 1)
     sup.on_ready(999)
-    assert sup.replicas["a.0"].status == "starting"
+    assert sup.replicas["a.0"].status is Status.STARTING
 
 
 def test_no_timer_is_pending_when_nothing_waits() -> None:

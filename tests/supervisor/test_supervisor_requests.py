@@ -1,6 +1,6 @@
 """What the control channel asks of the supervisor: restart, stop, and waiting for a run to be up.
 
-Fake clock, fake processes (``test_supervisor``'s harness): no real process.
+Fake clock, fake processes (``harness.py``, ``tests/fakes.py``): no real process.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import signal
 import pytest
 
 from orchestrator.supervisor.runready import StartupWatch
-from orchestrator.supervisor.supervisor import Supervisor
-from tests.supervisor.test_supervisor import RUN, advance, build, pid_of
+from orchestrator.supervisor.supervisor import Status, Supervisor
+from tests.supervisor.harness import RUN, advance, build, pid_of
 
 
 def test_restart_stops_a_live_replica_and_starts_it_again_once_it_exited() -> None:
@@ -25,9 +25,9 @@ def test_restart_stops_a_live_replica_and_starts_it_again_once_it_exited() -> No
     assert sp.signals == [(102, signal.SIGTERM)]
     sup.on_exit(102, 143)
     r = sup.replicas["a.1"]
-    assert pid_of(sup, "a.1") == 103 and r.status == "starting" and r.restarts == 1
+    assert pid_of(sup, "a.1") == 103 and r.status is Status.STARTING and r.restarts == 1
     sup.on_ready(103)
-    assert r.status == "ready" and not sup.stopping and sup.replicas["a.0"].restarts == 0
+    assert r.ready and not sup.stopping and sup.replicas["a.0"].restarts == 0
 
 
 def test_restart_kills_a_replica_that_ignores_its_stop_signal() -> None:
@@ -49,7 +49,7 @@ def test_restart_of_a_failed_node_starts_it_with_a_fresh_history() -> None:
     sup.on_ready(101)
     sup.on_ready(102)
     sup.on_exit(101, 3)
-    assert sup.replicas["a.0"].status == "failed"
+    assert sup.replicas["a.0"].status is Status.FAILED
     sup.restart(["a"])
     assert pid_of(sup, "a.0") == 103 and sup.replicas["a.0"].restarts == 1
 
