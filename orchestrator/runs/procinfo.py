@@ -8,7 +8,11 @@ process for the life of the machine. State files record both.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import selectors
+import time
+from collections.abc import Iterable
 
 
 def proc_start(pid: int) -> int | None:
@@ -66,3 +70,24 @@ def _fields(pid: int) -> list[bytes] | None:
         return None
     # The command name (field 2) may hold spaces and parentheses: count from its last ')'.
     return stat[stat.rfind(b")") + 2:].split()
+
+
+def wait_gone(pids: Iterable[int], deadline: float) -> bool:
+    """Wait (on pidfds, no polling) until every pid has exited or ``deadline`` passes."""
+    fds = []
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            fds.append(os.pidfd_open(pid))
+    try:
+        with selectors.DefaultSelector() as sel:
+            for fd in fds:
+                sel.register(fd, selectors.EVENT_READ)
+            left = len(fds)
+            while left and (timeout := deadline - time.monotonic()) > 0:
+                for key, _ in sel.select(timeout):
+                    sel.unregister(key.fd)
+                    left -= 1
+            return left == 0
+    finally:
+        for fd in fds:
+            os.close(fd)

@@ -6,7 +6,7 @@ When the supervisor dies, even by SIGKILL, the pipe reaches EOF and the guardian
 SIGKILLs every group it knows, then every process whose environment carries the
 run's marker (``TOPO_RUN_DIR=``): that is what ends the grandchildren of command
 nodes, which carry no PDEATHSIG of ours, even those that left their process group.
-The supervisor's side of the pipe (batching, closing) lives in ``spawn.Spawner``.
+``Guardian`` is the supervisor's end of that pipe (``spawn.Spawner`` holds it).
 """
 
 from __future__ import annotations
@@ -14,6 +14,47 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
+
+from orchestrator.runs.procinfo import wait_gone
+
+
+class Guardian:
+    """The supervisor's end: the guardian's pid, the pipe, and the lines not yet written.
+
+    Batched: one write per loop turn (``flush``) instead of a guardian wake-up per
+    child. A group born in the gap is still covered when the supervisor dies: the
+    leader has PDEATHSIG, and the guardian's environ scan finds the rest.
+    """
+
+    def __init__(self, marker: bytes) -> None:
+        self.pid, self.fd = fork_guardian(marker)  # the fd is closed by its owner
+        self._lines: list[str] = []
+
+    def born(self, pgid: int) -> None:
+        self._lines.append(f"+{pgid}\n")
+
+    def gone(self, pgid: int) -> None:
+        self._lines.append(f"-{pgid}\n")
+
+    def flush(self) -> bool:
+        """Write the pending lines; False when the pipe is broken (the guardian died)."""
+        if self.fd < 0 or not self._lines:
+            self._lines.clear()  # nobody to tell any more, or nothing to tell
+            return True
+        data = "".join(self._lines).encode()
+        self._lines.clear()
+        try:
+            os.write(self.fd, data)
+        except OSError:
+            return False
+        return True
+
+    def wait(self, timeout: float) -> None:
+        """Once the pipe is closed: wait until the guardian has killed what it knew, and reap it."""
+        wait_gone([self.pid], time.monotonic() + timeout)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, os.WNOHANG)
 
 
 def fork_guardian(marker: bytes) -> tuple[int, int]:

@@ -137,9 +137,6 @@ class Printer:
             self._logs[name] = fd
         return fd
 
-    def log_fds(self) -> list[int]:
-        return list(self._logs.values()) + ([self._merged] if self._merged is not None else [])
-
     def close(self) -> None:
         for name in list(self._partial):
             self.flush(name)

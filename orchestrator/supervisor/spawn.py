@@ -11,15 +11,14 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import selectors
 import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from orchestrator.runs.procinfo import child_map, subtree
+from orchestrator.runs.procinfo import child_map, subtree, wait_gone
 from orchestrator.supervisor.childsetup import (
     PR_GET_CHILD_SUBREAPER,
     PR_SET_CHILD_SUBREAPER,
@@ -28,7 +27,7 @@ from orchestrator.supervisor.childsetup import (
     prctl_get,
     run_function,
 )
-from orchestrator.supervisor.guardian import fork_guardian
+from orchestrator.supervisor.guardian import Guardian
 
 
 def set_subreaper(on: bool = True) -> bool:
@@ -83,15 +82,16 @@ class Spawner:
         self.private_fds.add(self._devnull)
         self.shared_fds.add(self._devnull)
         self._which: dict[tuple[str, str], str | None] = {}
-        self._guardian_fd: int | None = None
-        self._guardian_pid: int | None = None
-        self._guardian_buf: list[str] = []
+        self._guardian: Guardian | None = None
         if guardian:
-            self._start_guardian()
+            self._flush()
+            self._guardian = Guardian(self._marker)
+            self.private_fds.add(self._guardian.fd)
+            self.shared_fds.add(self._guardian.fd)  # its EOF must mean "supervisor gone"
 
     @property
     def guardian_pid(self) -> int | None:
-        return self._guardian_pid
+        return self._guardian.pid if self._guardian is not None else None
 
     # -- starting ---------------------------------------------------------
     # Batches fork in a tight loop and do the bookkeeping after it: every page the
@@ -135,12 +135,6 @@ class Spawner:
             os.close(out_w)
             os.close(ready_w)
             born.append((pid, out_r, ready_r))
-
-    def fork_function(self, start_child: Callable[[int], int]) -> Proc:
-        proc = self.fork_functions([start_child])[0]
-        if isinstance(proc, OSError):
-            raise proc
-        return proc
 
     def exec_commands(
         self,
@@ -207,7 +201,8 @@ class Spawner:
         self.private_fds.update(fd for fd in (pidfd, out_fd, ready_fd) if fd is not None)
         self.groups.add(pid)
         self.spawned.add(pid)
-        self._tell_guardian(f"+{pid}\n")
+        if self._guardian is not None:
+            self._guardian.born(pid)
         return proc
 
     def _resolve(self, program: str, cwd: str, path: str) -> str | None:
@@ -233,11 +228,8 @@ class Spawner:
     def group_gone(self, pgid: int) -> None:
         """The leader was reaped and its group SIGKILLed: forget the group."""
         self.groups.discard(pgid)
-        self._tell_guardian(f"-{pgid}\n")
-
-    def release(self, proc: Proc) -> None:
-        for fd in (proc.pidfd, proc.out_fd, proc.ready_fd):
-            self.close_fd(fd)
+        if self._guardian is not None:
+            self._guardian.gone(pgid)
 
     def close_fd(self, fd: int | None) -> None:
         if fd is not None and fd in self.private_fds:
@@ -286,7 +278,7 @@ class Spawner:
         kids = child_map()
         rest: list[int] = []
         for child in kids.get(os.getpid(), ()):
-            if child != self._guardian_pid and (all_children or self._ours(child)):
+            if child != self.guardian_pid and (all_children or self._ours(child)):
                 rest.extend(subtree(kids, child))
         for pid in rest:
             with contextlib.suppress(OSError):
@@ -307,60 +299,18 @@ class Spawner:
             return False
 
     # -- the guardian -------------------------------------------------------
-    def _start_guardian(self) -> None:
-        self._flush()
-        pid, w = fork_guardian(self._marker)
-        self._guardian_pid = pid
-        self._guardian_fd = w
-        self.private_fds.add(w)
-        self.shared_fds.add(w)
-
-    def _tell_guardian(self, line: str) -> None:
-        # Batched: one write per loop turn (``flush_guardian``) instead of a guardian
-        # wake-up per child. A group born in the gap is still covered when the supervisor
-        # dies: the leader has PDEATHSIG, and the guardian's environ scan finds the rest.
-        self._guardian_buf.append(line)
-
     def flush_guardian(self) -> None:
-        if self._guardian_fd is not None and self._guardian_buf:
-            data = "".join(self._guardian_buf).encode()
-            self._guardian_buf.clear()
-            try:
-                os.write(self._guardian_fd, data)
-            except OSError:
-                self.close_fd(self._guardian_fd)
-                self._guardian_fd = None
+        """Tell the guardian this turn's new and gone groups (one write per loop turn)."""
+        if self._guardian is not None and not self._guardian.flush():
+            self.close_fd(self._guardian.fd)  # it died: nobody reads the pipe any more
+            self._guardian.fd = -1
 
     def close(self) -> None:
         """Release the guardian (it kills what it still knows, then exits) and our fds."""
         self.flush_guardian()
-        self.close_fd(self._guardian_fd)
-        self._guardian_fd = None
-        if self._guardian_pid is not None:
-            wait_gone([self._guardian_pid], time.monotonic() + 2.0)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self._guardian_pid, os.WNOHANG)
-            self._guardian_pid = None
+        if self._guardian is not None:
+            self.close_fd(self._guardian.fd)
+            self._guardian.wait(timeout=2.0)
+            self._guardian = None
         for fd in list(self.private_fds):
             self.close_fd(fd)
-
-
-def wait_gone(pids: Iterable[int], deadline: float) -> bool:
-    """Wait (on pidfds, no polling) until every pid has exited or ``deadline`` passes."""
-    fds = []
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            fds.append(os.pidfd_open(pid))
-    try:
-        with selectors.DefaultSelector() as sel:
-            for fd in fds:
-                sel.register(fd, selectors.EVENT_READ)
-            left = len(fds)
-            while left and (timeout := deadline - time.monotonic()) > 0:
-                for key, _ in sel.select(timeout):
-                    sel.unregister(key.fd)
-                    left -= 1
-            return left == 0
-    finally:
-        for fd in fds:
-            os.close(fd)
