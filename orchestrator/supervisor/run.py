@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from orchestrator.errors import NotReady
+from orchestrator.ipc.resources import Resources
 from orchestrator.paths import OUTPUT_LOG
 from orchestrator.plan import Plan
 from orchestrator.runs.folder import remove_run_dir, write_specs
@@ -46,22 +47,23 @@ def run_plan(
 ) -> int:
     """Run a prepared plan until it ends, then remove everything it made; return the code."""
     env = os.environ if environ is None else environ
-    ipc = None
-    try:
+    with contextlib.ExitStack() as made:
+        made.callback(_remove_run_folder, plan)  # the last thing to go, whatever happened
         write_specs(plan)
         ipc = create_ipc(plan)  # before any node starts; IpcError removes what it made
+        made.callback(ipc.remove)  # every node is gone by then: _supervise killed the stragglers
         return _supervise(
             plan, env, Options(timeout, exit_code_from, abort_on_failure),
             color=use_color(out if out is not None else sys.stdout, no_color, env),
             out=out, err=err, reap_orphans=reap_orphans, hooks=hooks or Hooks(), ipc=ipc,
         )
-    finally:
-        if ipc is not None:
-            ipc.remove()  # every node is gone by now: _supervise killed the stragglers
-        # Absolute ipc endpoints live outside the run folder; relative ones go with it.
-        binds = [ep[len("ipc://"):] for r in plan.replicas
-                 for sock in r.sockets for ep in sock.bind if ep.startswith("ipc://")]
-        remove_run_dir(Path(plan.run_dir), ipc_paths=binds)
+
+
+def _remove_run_folder(plan: Plan) -> None:
+    # Absolute ipc endpoints live outside the run folder; relative ones go with it.
+    binds = [ep[len("ipc://"):] for r in plan.replicas
+             for sock in r.sockets for ep in sock.bind if ep.startswith("ipc://")]
+    remove_run_dir(Path(plan.run_dir), ipc_paths=binds)
 
 
 def _supervise(
@@ -74,61 +76,73 @@ def _supervise(
     err: BinaryIO | None,
     reap_orphans: bool,
     hooks: Hooks,
-    ipc: Any = None,
+    ipc: Resources | None = None,
 ) -> int:
+    """The run in this process. Everything taken from the process is given back on the way
+    out, also when a step half-way fails: each is on the ``ExitStack`` as soon as it is taken.
+    """
     targets: dict[str, Callable[..., Any]] = {}
     if any(r.kind != "command" for r in plan.replicas):
         # deferred: the node side (pyzmq) is loaded only for a plan that forks run nodes
         from orchestrator.child.targets import preload
 
         targets = preload(plan)  # imports once, here, so every fork shares the pages
-    nofile = _raise_nofile()
-    # Everything alive now is frozen out of the collector: a child's GC never writes
-    # to these pages, so they stay shared with the supervisor.
-    gc.freeze()
-    run_dir_env = next((r.env["TOPO_RUN_DIR"] for r in plan.replicas if "TOPO_RUN_DIR" in r.env),
-                       plan.run_dir)
-    spawner = Spawner(nofile=nofile, marker=f"TOPO_RUN_DIR={run_dir_env}")
-    was_subreaper = True  # unknown: leave it as it is
-    with contextlib.suppress(OSError):
-        was_subreaper = set_subreaper()
-    printer = (JsonPrinter if hooks.json_events else Printer)(
-        [r.name for r in plan.replicas], out=out, err=err, color=color and not hooks.json_events,
-        log_paths={r.name: r.log_path for r in plan.replicas},
-        merged_path=os.path.join(plan.run_dir, OUTPUT_LOG),
-    )
-    state = StateFile(plan, spawner)
-    state.base["ipc"] = ipc.records() if ipc is not None else []  # what `topo down` removes
-    sup = Supervisor(
-        plan, spawner=spawner, printer=printer, options=options,
-        targets=targets, environ=environ, on_change=state.mark, ipc=ipc,
-    )
-    sup.ready_hook = hooks.ready_hook
-    # How long stopping may take at most: `topo down` waits that long before it kills.
-    state.base["stop_budget"] = sup.shutdown.budget()
+    with contextlib.ExitStack() as taken:
+        nofile = _raise_nofile()
+        if nofile is not None:
+            taken.callback(resource.setrlimit, resource.RLIMIT_NOFILE, nofile)
+        # Everything alive now is frozen out of the collector: a child's GC never writes
+        # to these pages, so they stay shared with the supervisor.
+        gc.freeze()
+        taken.callback(gc.unfreeze)
+        _become_subreaper(taken)
+        run_dir_env = next((r.env["TOPO_RUN_DIR"] for r in plan.replicas
+                            if "TOPO_RUN_DIR" in r.env), plan.run_dir)
+        spawner = Spawner(nofile=nofile, marker=f"TOPO_RUN_DIR={run_dir_env}")
+        taken.callback(spawner.close)  # the guardian, and every fd the spawner holds
+        # Stragglers: what a stop_timeout could not end, and any orphan we adopted.
+        taken.callback(spawner.kill_everything, all_children=reap_orphans)
+        printer = (JsonPrinter if hooks.json_events else Printer)(
+            [r.name for r in plan.replicas], out=out, err=err,
+            color=color and not hooks.json_events,
+            log_paths={r.name: r.log_path for r in plan.replicas},
+            merged_path=os.path.join(plan.run_dir, OUTPUT_LOG),
+        )
+        taken.callback(printer.close)
+        state = StateFile(plan, spawner, ipc)
+        sup = Supervisor(
+            plan, spawner=spawner, printer=printer, options=options, targets=targets,
+            environ=environ, on_change=state.mark, ipc=ipc, ready_hook=hooks.ready_hook,
+        )
+        # How long stopping may take at most: `topo down` waits that long before it kills.
+        state.base["stop_budget"] = sup.shutdown.budget()
 
-    def run_ready() -> None:
-        printer.record("run_ready", run_id=plan.run_id)
-        if hooks.on_up is not None:
-            hooks.on_up(plan.run_id)
+        def run_ready() -> None:
+            printer.record("run_ready", run_id=plan.run_id)
+            if hooks.on_up is not None:
+                hooks.on_up(plan.run_id)
 
-    detached = hooks.on_up is not None
-    watch = StartupWatch(sup, wait_timeout=hooks.wait_timeout if detached else None,
-                         on_ready=run_ready, stop_on_failure=detached)
+        detached = hooks.on_up is not None
+        watch = StartupWatch(sup, wait_timeout=hooks.wait_timeout if detached else None,
+                             on_ready=run_ready, stop_on_failure=detached)
 
-    def before_wait() -> None:
-        changed = state.dirty  # a replica started, got ready or exited in this turn
-        state.flush()
-        if changed:
-            watch.check()
+        def before_wait() -> None:
+            changed = state.dirty  # a replica started, got ready or exited in this turn
+            state.flush()
+            if changed:
+                watch.check()
 
-    loop = EventLoop(sup, spawner, reap_orphans=reap_orphans, before_wait=before_wait)
-    server = serve_control(plan.run_dir, sup, state, loop)
-    owner = watch_owner(hooks.owner_pid, sup, loop)
-    if hooks.on_start is not None:
-        hooks.on_start(sup)
-    code = 1
-    try:
+        loop = EventLoop(sup, spawner, reap_orphans=reap_orphans, before_wait=before_wait)
+        taken.callback(loop.close)
+        taken.callback(serve_control(plan.run_dir, sup, state, loop).close)
+        owner = watch_owner(hooks.owner_pid, sup, loop)
+        if owner is not None:
+            taken.callback(os.close, owner)
+            taken.callback(loop.remove_reader, owner)
+        if hooks.on_start is not None:
+            hooks.on_start(sup)
+        code = 1
+        taken.callback(lambda: printer.record("run_ended", run_id=plan.run_id, code=code))
         state.sup = sup
         state.flush(force=True)
         printer.record("run_started", run_id=plan.run_id, replicas=len(plan.replicas))
@@ -137,23 +151,6 @@ def _supervise(
         if detached and watch.failure is not None:
             raise NotReady(watch.failure)
         return code
-    finally:
-        printer.record("run_ended", run_id=plan.run_id, code=code)
-        if owner is not None:
-            loop.remove_reader(owner)
-            os.close(owner)
-        server.close()
-        # Stragglers: what a stop_timeout could not end, and any orphan we adopted.
-        spawner.kill_everything(all_children=reap_orphans)
-        loop.close()
-        spawner.close()
-        printer.close()
-        gc.unfreeze()
-        if not was_subreaper:  # an in-process caller (tests, the bench) gets its setting back
-            with contextlib.suppress(OSError):
-                set_subreaper(False)
-        if nofile is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
 
 
 @dataclass
@@ -166,6 +163,21 @@ class Hooks:
     wait_timeout: float | None = None
     owner_pid: int | None = None
     json_events: bool = False
+
+
+def _become_subreaper(taken: contextlib.ExitStack) -> None:
+    """Orphans of our nodes re-parent to us; an in-process caller gets its setting back."""
+    try:
+        was = set_subreaper()
+    except OSError:
+        return  # unknown: leave it as it is
+    if not was:
+        taken.callback(_stop_being_subreaper)
+
+
+def _stop_being_subreaper() -> None:
+    with contextlib.suppress(OSError):
+        set_subreaper(False)
 
 
 def _raise_nofile() -> tuple[int, int] | None:

@@ -40,12 +40,11 @@ def create_ipc(plan: Plan) -> Resources:
 class StateFile:
     """state.json, rewritten (atomically) at most once per loop turn, when pids changed."""
 
-    def __init__(self, plan: Any, spawner: Spawner) -> None:
+    def __init__(self, plan: Plan, spawner: Spawner, ipc: Resources | None) -> None:
         self.plan = plan
-        self.spawner = spawner
         self.sup: Supervisor | None = None
         self.dirty = True
-        self.base = {
+        self.base: dict[str, Any] = {
             "run_id": plan.run_id,
             "file": plan.file,
             "run_dir": plan.run_dir,
@@ -58,6 +57,7 @@ class StateFile:
                          for s in r.sockets}
                 for r in plan.replicas
             },
+            "ipc": ipc.records() if ipc is not None else [],  # what `topo down` removes
         }
 
     def mark(self, _: Supervisor) -> None:
@@ -73,7 +73,10 @@ class StateFile:
 
 
 def watch_owner(pid: int | None, sup: Supervisor, loop: EventLoop) -> int | None:
-    """Stop the run as soon as process ``pid`` exits (its pidfd turns readable)."""
+    """Stop the run as soon as process ``pid`` exits (its pidfd turns readable).
+
+    Returns the pidfd (the caller closes it), or None when there is nothing to watch.
+    """
     if pid is None:
         return None
     why = f"the process that started the run (pid {pid}) exited; stopping"
@@ -92,7 +95,7 @@ def watch_owner(pid: int | None, sup: Supervisor, loop: EventLoop) -> int | None
 
 
 def serve_control(run_dir: str, sup: Supervisor, state: StateFile,
-                    loop: EventLoop) -> ControlServer:
+                  loop: EventLoop) -> ControlServer:
     """The run's control socket, answered from inside the event loop (see ``control.py``)."""
 
     def handle(request: dict[str, Any]) -> dict[str, Any]:
