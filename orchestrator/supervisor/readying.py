@@ -40,9 +40,9 @@ class Readying:
         self._run_probe = run_probe  # exec a `ready: {command: ...}` and watch its exit
         self._ready = ready
         self.pids: dict[int, Replica] = {}  # live probe processes (until their exit is seen)
-        self._probes: dict[str, Proc] = {}  # by replica name
-        self._delays: dict[str, float] = {}
-        self._armed: dict[str, list[Timer]] = {}
+        self._probes: dict[Replica, Proc] = {}  # the probe running for a replica
+        self._delays: dict[Replica, float] = {}
+        self._armed: dict[Replica, list[Timer]] = {}  # the replicas waited for, their timers
 
     def arm(self, r: Replica) -> None:
         """``r`` has just started: wait for it (or find it ready at once)."""
@@ -50,9 +50,9 @@ class Readying:
         if r.probe.immediate:
             self._ready(r)
             return
-        timers = self._armed[r.name] = []
+        timers = self._armed[r] = []
         if r.probe.timed:
-            self._delays[r.name] = delay = next_retry(None)
+            self._delays[r] = delay = next_retry(None)
             timers.append(self._timers.at(r.started_at + delay, lambda: self._try(r)))
         if r.probe.timeout != INF:
             timers.append(self._timers.at(r.started_at + r.probe.timeout,
@@ -61,14 +61,14 @@ class Readying:
     def disarm(self, r: Replica) -> None:
         """Stop waiting for ``r`` (ready, exited, or the run stops): a running probe is killed."""
         self._cancel(r)
-        probe = self._probes.get(r.name)
+        probe = self._probes.get(r)
         if probe is not None:
             self._spawner.signal_group(probe.pid, signal.SIGKILL)
 
     def _cancel(self, r: Replica) -> None:
-        for timer in self._armed.pop(r.name, ()):
+        for timer in self._armed.pop(r, ()):
             timer.cancel()
-        self._delays.pop(r.name, None)
+        self._delays.pop(r, None)
 
     def output(self, r: Replica, lines: Sequence[bytes]) -> None:
         """Lines ``r`` wrote while it was starting: a ``log`` probe may match one."""
@@ -80,9 +80,9 @@ class Readying:
         r = self.pids.pop(pid, None)
         if r is None:
             return False
-        if r.name in self._probes and self._probes[r.name].pid == pid:
-            del self._probes[r.name]
-        if r.name not in self._armed or r.proc is None or r.ready:
+        if r in self._probes and self._probes[r].pid == pid:
+            del self._probes[r]
+        if r not in self._armed or r.proc is None or r.ready:
             return True  # nobody waits for this replica any more
         if code == 0:
             self._ready(r)
@@ -92,14 +92,14 @@ class Readying:
 
     def _try(self, r: Replica) -> None:
         if r.probe.kind == "command":
-            if r.name in self._probes:
+            if r in self._probes:
                 return  # the last one is still running (its exit re-arms the probe)
             try:
                 proc = self._run_probe(r)
             except OSError:
                 self._retry(r)
                 return
-            self._probes[r.name] = proc
+            self._probes[r] = proc
             self.pids[proc.pid] = r
             return
         if r.probe.check():
@@ -108,10 +108,10 @@ class Readying:
             self._retry(r)
 
     def _retry(self, r: Replica) -> None:
-        self._delays[r.name] = delay = next_retry(self._delays.get(r.name))
-        pending = [t for t in self._armed.get(r.name, ()) if t.pending]
+        self._delays[r] = delay = next_retry(self._delays.get(r))
+        pending = [t for t in self._armed.get(r, ()) if t.pending]
         pending.append(self._timers.at(self._clock() + delay, lambda: self._try(r)))
-        self._armed[r.name] = pending
+        self._armed[r] = pending
 
     def _timed_out(self, r: Replica) -> None:
         if r.proc is not None and not r.ready:

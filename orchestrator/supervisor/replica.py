@@ -82,10 +82,10 @@ class Replica:
     restart_timer: Timer | None = None  # the backoff before its next start
     kill_timer: Timer | None = None  # SIGKILL once its stop_timeout is over
     _status: Status = Status.WAITING
+    name: str = field(init=False)  # the plan's ``node.N``, made once: it is read on every event
 
-    @property
-    def name(self) -> str:
-        return self.plan.name
+    def __post_init__(self) -> None:
+        self.name = self.plan.name
 
     @property
     def status(self) -> Status:

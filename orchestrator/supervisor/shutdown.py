@@ -28,9 +28,9 @@ def run_over(options: Options, nodes: Mapping[str, Sequence[Replica]]) -> tuple[
         if all(r.status.terminal for r in reps):
             return node_code(reps), f"{target} finished"
         return None
-    every = [r for reps in nodes.values() for r in reps]
-    if all(r.status.terminal for r in every):
-        ok = all(r.status is Status.EXITED and r.exit_code == 0 for r in every)
+    every = nodes.values()  # all() stops at the first live replica: cheap while the run runs
+    if all(r.status.terminal for reps in every for r in reps):
+        ok = all(r.status is Status.EXITED and r.exit_code == 0 for reps in every for r in reps)
         return 0 if ok else 1, "no node is left to run"
     return None
 
@@ -55,7 +55,8 @@ class Shutdown:
         self._clock = clock
         self._printer = printer
         self._tier = -1
-        self._signalled = False
+        self._stopped: list[Replica] | None = None  # the live replicas of the tier stopping now
+        self._gone = 0  # how many of them, from the first, have exited
 
     def stop(self, r: Replica) -> None:
         """Its stop signal now, SIGKILL once its ``stop_timeout`` is over (unless it exited)."""
@@ -80,21 +81,28 @@ class Shutdown:
 
     def begin(self) -> None:
         self._tier = len(self.tiers) - 1
-        self._signalled = False
+        self._stopped = None
 
     def advance(self) -> bool:
         """Stop the last tier that still has live replicas; True once every tier is empty."""
         while self._tier >= 0:
-            live = [r for n in self.tiers[self._tier] for r in self._nodes.get(n, ())
-                    if r.proc is not None]
-            if live:
-                if not self._signalled:
-                    self._signalled = True
-                    for r in live:
-                        self.stop(r)
+            if self._stopped is None:
+                live = [r for n in self.tiers[self._tier] for r in self._nodes.get(n, ())
+                        if r.proc is not None]
+                if not live:
+                    self._tier -= 1
+                    continue
+                self._stopped, self._gone = live, 0
+                for r in live:
+                    self.stop(r)
+            # Nothing starts while the run stops: a replica seen gone stays gone, so each
+            # exit only looks past the ones counted already.
+            while self._gone < len(self._stopped) and self._stopped[self._gone].proc is None:
+                self._gone += 1
+            if self._gone < len(self._stopped):
                 return False
             self._tier -= 1
-            self._signalled = False
+            self._stopped = None
         return True
 
     def budget(self) -> float:
