@@ -11,7 +11,7 @@ is 10,000 nodes in under 2 s, growing roughly linearly.
 Measured on the 2-core development machine (Python 3.11, PyYAML with libyaml):
 1,000 nodes 0.10-0.12 s, 10,000 nodes 1.2-1.4 s, 20,000 nodes 2.8 s. About half
 is turning the libyaml event stream into values with positions
-(``loader_yaml``), a quarter the checks, the rest pydantic and ``defaults:``.
+(``spec/yamltext.py``), a quarter the checks, the rest pydantic and ``defaults:``.
 """
 
 from __future__ import annotations

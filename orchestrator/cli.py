@@ -240,8 +240,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return runs.restart(args.run, args.nodes)
     if args.command == "gc":
         # deferred: each command loads only its own layers
-        from orchestrator.ipc.resources import gc
         from orchestrator.paths import state_root
+        from orchestrator.runs.gc import gc
 
         said = gc(state_root())
         print("\n".join(said) if said else "nothing to clean: no dead run is left")

@@ -1,6 +1,7 @@
 """Topologies the graph, explain, schema and CLI tests share.
 
-``SPEC_EXAMPLE`` is the example of SPEC §1, verbatim: it loads, but its
+``SPEC_EXAMPLE`` is the full example of the file format that topo was designed from
+(every section of docs/reference.md#the-topology-file in one file): it loads, but its
 socketpair names nodes the example leaves out, so the validator rejects it.
 ``TEACHING`` is every file under ``topologies/`` (the IPC ones too), found afresh
 at each test run, so the graph, explain and run tests cover a new file at once.
