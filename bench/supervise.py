@@ -3,7 +3,7 @@
 Run: ``python bench/supervise.py [--sizes 50,200] [--kills 20] [--idle 10]``
 
 Everything is measured in this one process, so the supervisor (driven
-in-process through ``runner.up``) and the bare loops fork from an interpreter of
+in-process through ``start.foreground.run_file``) and the bare loops fork from an interpreter of
 the same size:
 
 - run nodes: seconds from the supervisor's start until every replica has sent
@@ -38,7 +38,6 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from orchestrator.start.foreground import run_file as up  # noqa: E402
 from orchestrator.supervisor.supervisor import Replica, Supervisor  # noqa: E402
 
 PROGRAM = "import time; print('up', flush=True); time.sleep(3600)"
@@ -109,6 +108,10 @@ class Run:
                 self.sup.handle_term()
 
     def go(self) -> int:
+        # Here, not at the top: bench/lean.py imports this module into a lean interpreter
+        # that must never load pydantic, which starting from a file does.
+        from orchestrator.start.foreground import run_file as up
+
         self.t_call = time.perf_counter()
         with open(os.devnull, "wb") as sink:
             return up(self.path, out=sink, err=sink, on_start=self._on_start,

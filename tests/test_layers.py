@@ -15,8 +15,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "orchestrator"
 
 # Modules at the top of the package that every layer may use: the exception tree, the
-# plan (what the spec layer hands the supervisor), where runs live, and value parsing.
-BASE = {"errors", "plan", "paths", "units"}
+# plan (what the spec layer hands the supervisor), where runs live, value parsing, and
+# CURVE key files (made by `topo up`, read by nodes, checked by the validator).
+BASE = {"errors", "plan", "paths", "units", "certs"}
 
 # Which layers each layer may import (besides itself). "front" is the public face and
 # the command line: cli, api, node, pytest_plugin, __init__, __main__.

@@ -362,7 +362,7 @@ def test_the_next_up_of_the_same_id_removes_a_dead_runs_resources(
 
 
 def test_gc_removes_what_a_dead_run_left(tmp_path: Path, no_leftovers: Leftovers) -> None:
-    from orchestrator.ipc.resources import gc
+    from orchestrator.runs.gc import gc
 
     path = write_topology(tmp_path, HOLDER)
     records = start_and_sigkill(path, "forgotten", no_leftovers)

@@ -113,8 +113,12 @@ def report_fds(node: Any = None) -> int:
     """Print this process's socket inodes and, when it has one, the inode of its pair end."""
     fd = os.environ.get("TOPO_IPC_PIPE_FD")
     end = node.ipc.get("pipe") if node is not None else None
-    mine = os.fstat(end.fileno() if end is not None else int(fd)).st_ino \
-        if end is not None or fd else 0
+    if end is not None:
+        mine = os.fstat(end.fileno()).st_ino
+    elif fd:
+        mine = os.fstat(int(fd)).st_ino
+    else:
+        mine = 0
     env = os.environ
     who = node.full_name if node is not None else f"{env['TOPO_NODE']}.{env['TOPO_REPLICA']}"
     print(f"{who} mine {mine} all {' '.join(map(str, socket_inodes()))}", flush=True)
