@@ -89,9 +89,15 @@ def imports_of(module: str, path: Path, modules: Iterable[str]) -> list[Import]:
     found: list[Import] = []
 
     def deferred(lineno: int) -> bool:
-        here = lines[lineno - 1]
-        above = lines[lineno - 2].strip() if lineno > 1 else ""
-        return "# deferred" in here or above.startswith("# deferred")
+        """A `# deferred` on the import's line or in the comment block right above it."""
+        if "# deferred" in lines[lineno - 1]:
+            return True
+        above = lineno - 2
+        while above >= 0 and lines[above].strip().startswith("#"):
+            if lines[above].strip().startswith("# deferred"):
+                return True
+            above -= 1
+        return False
 
     def visit(node: ast.AST, in_function: bool, type_only: bool) -> None:
         group_deferred = False  # one `# deferred` comment covers the imports right below it
