@@ -2,7 +2,7 @@
 
 Run: ``python bench/lean.py [--nodes 200]`` (also part of ``bench/supervise.py``).
 
-``bench/supervise.py`` drives ``runner.up`` inside its own process, which has the
+``bench/supervise.py`` drives ``start.foreground.run_file`` inside its own process, which has the
 validator loaded: that measures the supervisor's logic beside bare loops of
 the same fat interpreter. `topo up` instead execs a lean supervisor
 (``orchestrator.supervisor.lean``), so here the same N idle run nodes are started with

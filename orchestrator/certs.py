@@ -1,13 +1,15 @@
 """CURVE key pairs and their files, in ZeroMQ's certificate format.
 
-``topo up`` of a topology with ``security: {curve: true}`` makes one key pair per
-node in ``keys/`` inside the run folder (docs/reference.md#security-curve):
-``NODE.key`` holds the public key, ``NODE.key_secret`` the public and the secret
-key, as ``zmq.auth`` and czmq write them, so other ZeroMQ tools read them too.
+The first part of CURVE security (``security: {curve: true}``, still to come: nothing
+in topo calls this module yet). A run will get one key pair per node in ``keys/``
+inside its folder: ``NODE.key`` holds the public key, ``NODE.key_secret`` the public
+and the secret key, as ``zmq.auth`` and czmq write them, so other ZeroMQ tools read
+them too.
 
-A secret file is opened with ``O_CREAT | O_EXCL`` and mode 0600 under a 077
-umask: it never exists, not even for an instant, with bits that let another user
-read it, and an existing file (someone else's) is never reused or overwritten.
+A secret file is created by ``os.open`` with ``O_CREAT | O_EXCL`` and mode 0600: it
+never exists, not even for an instant, with bits that let another user read it (a
+umask can only take bits away), and an existing file (someone else's) is never
+reused or overwritten.
 ``zmq.auth.create_certificates`` opens its files with the process umask, so it
 is not used here; parsing needs no ``zmq.auth`` either (~15 ms of imports).
 
@@ -25,6 +27,8 @@ import zmq
 from zmq.utils import z85
 
 PUBLIC_SUFFIX = ".key"
+# Created, never opened: an existing file at the path is an error, not reused.
+SECRET_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 SECRET_SUFFIX = ".key_secret"
 
 _BANNER = """\
@@ -112,18 +116,16 @@ def read_secret(path: str | os.PathLike[str]) -> tuple[str, str]:
 
 def write_secret(path: str | os.PathLike[str], public: str, secret: str) -> None:
     """Create ``path`` (it must not exist) holding both keys, mode 0600 from its first byte."""
-    old = os.umask(0o077)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    finally:
-        os.umask(old)
+    fd = os.open(path, SECRET_FLAGS, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(certificate(public, secret))
 
 
 def write_public(path: str | os.PathLike[str], public: str) -> None:
-    """Create ``path`` (it must not exist) with the public key only, mode 0644."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    """Create ``path`` (it must not exist) with the public key only, mode 0644 whatever the
+    umask (a public key is meant to be handed out)."""
+    fd = os.open(path, SECRET_FLAGS, 0o644)
+    os.fchmod(fd, 0o644)
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(certificate(public))
 
@@ -134,11 +136,7 @@ def make_keys(folder: str | os.PathLike[str], names: Iterable[str]) -> dict[str,
     The folder must not exist yet: a run's keys are made once, by the run.
     """
     folder = Path(folder)
-    old = os.umask(0o077)
-    try:
-        folder.mkdir(mode=0o700)
-    finally:
-        os.umask(old)
+    folder.mkdir(mode=0o700)
     publics: dict[str, str] = {}
     for name in names:
         public, secret = keypair()

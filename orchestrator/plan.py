@@ -41,7 +41,8 @@ class IpcPlan:
     name: str
     type: str  # msgqueue | shm | semaphore | socketpair | fifo
     key: int | None = None  # an explicit SysV key; None: see key_from (or socketpair / fifo)
-    key_from: str = ""  # "auto" or "ftok:<absolute path>:<char>": resolved when created (ipcres)
+    # "auto" or "ftok:<absolute path>:<char>": resolved when created (ipc/resources.py)
+    key_from: str = ""
     mode: int = 0o600
     size: int | None = None
     max_bytes: int | None = None

@@ -48,12 +48,20 @@ def test_make_keys_writes_private_secrets_and_readable_publics(tmp_path: Path) -
     assert publics["broker"] != publics["worker"]
 
 
-def test_a_secret_is_never_readable_by_others_even_under_a_loose_umask(tmp_path: Path) -> None:
-    old = os.umask(0)
-    try:
-        certs.write_secret(tmp_path / "s.key_secret", *certs.keypair())
-    finally:
-        os.umask(old)
+def test_a_secret_file_is_created_exclusively_with_mode_0600(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[tuple[int, int]] = []
+    real_open = os.open
+
+    def spy(path: str | os.PathLike[str], flags: int, mode: int = 0o777) -> int:
+        opened.append((flags, mode))
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", spy)
+    certs.write_secret(tmp_path / "s.key_secret", *certs.keypair())
+    (flags, mode), = opened
+    assert flags & os.O_CREAT and flags & os.O_EXCL  # never an existing file, never a race
+    assert mode == 0o600  # its bits from the first instant; a umask only takes bits away
     assert stat.S_IMODE((tmp_path / "s.key_secret").stat().st_mode) == 0o600
 
 

@@ -177,7 +177,7 @@ def run_child(
             print(f"{replica.name}: {exc}", file=sys.stderr)
             return 1
         node = Node(replica, plan.run_id, plan.run_dir, ctx, sockets)
-        node.ipc = dict(ipc or {})  # made by the supervisor before the fork (ipcres)
+        node.ipc = dict(ipc or {})  # made by the supervisor before the fork (ipc/resources.py)
         fd, ready_fd = ready_fd, None  # _call owns it now
         code = _call(node, target, replica.stop_signal, fd)
         node.close(exiting=True)

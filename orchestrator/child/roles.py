@@ -5,7 +5,7 @@
     printer  prints every message its sockets receive, one line each: `socket: frame | frame`
     ticker   sends `payload` (with `topic` first, if set) every `interval`, `count` times
 
-The validator (``checks_roles.py``) holds the sockets each role may have; these
+The validator (``spec/checks/roles.py``) holds the sockets each role may have; these
 functions still answer a wrong set with a sentence and exit status 2, for a
 plan that was not validated. All of them end with status 0 on the node's stop
 signal, which interrupts the blocking call they sit in (see ``Node``), libzmq's

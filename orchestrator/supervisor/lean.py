@@ -27,6 +27,9 @@ from orchestrator.errors import TopoError
 from orchestrator.plan import Plan
 
 LAUNCH_FILE = "launch.json"
+# The folder that holds the orchestrator package this module belongs to (this file is
+# orchestrator/supervisor/lean.py): the exec'd process imports the very same copy.
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
 def exec_launch(plan: Plan, settings: dict[str, Any]) -> int:
@@ -38,7 +41,7 @@ def exec_launch(plan: Plan, settings: dict[str, Any]) -> int:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump({"plan": plan.to_dict(), "settings": settings}, f)
-    package_parent = str(Path(__file__).resolve().parent.parent)
+    package_parent = str(PACKAGE_PARENT)
     code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
             "from orchestrator.supervisor.lean import main; main(sys.argv[1])")
     for stream in (sys.stdout, sys.stderr):

@@ -100,8 +100,6 @@ def _supervise(
                             if "TOPO_RUN_DIR" in r.env), plan.run_dir)
         spawner = Spawner(nofile=nofile, marker=f"TOPO_RUN_DIR={run_dir_env}")
         taken.callback(spawner.close)  # the guardian, and every fd the spawner holds
-        # Stragglers: what a stop_timeout could not end, and any orphan we adopted.
-        taken.callback(spawner.kill_everything, all_children=reap_orphans)
         printer = (JsonPrinter if hooks.json_events else Printer)(
             [r.name for r in plan.replicas], out=out, err=err,
             color=color and not hooks.json_events,
@@ -134,6 +132,9 @@ def _supervise(
 
         loop = EventLoop(sup, spawner, reap_orphans=reap_orphans, before_wait=before_wait)
         taken.callback(loop.close)
+        # Stragglers (what a stop_timeout could not end, any orphan we adopted) die first,
+        # before their output pipes and logs close under them. No node exists before the loop.
+        taken.callback(spawner.kill_everything, all_children=reap_orphans)
         taken.callback(serve_control(plan.run_dir, sup, state, loop).close)
         owner = watch_owner(hooks.owner_pid, sup, loop)
         if owner is not None:
@@ -155,7 +156,10 @@ def _supervise(
 
 @dataclass
 class Hooks:
-    """What callers other than the CLI's foreground run add to a run (see ``up``)."""
+    """What callers other than the CLI's foreground run add to a run.
+
+    See ``start.foreground.run_file``.
+    """
 
     ready_hook: Callable[[Replica], None] | None = None
     on_start: Callable[[Supervisor], None] | None = None

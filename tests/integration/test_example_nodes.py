@@ -1,8 +1,9 @@
 """The teaching topologies' node code, run in threads over inproc with a fake ``node``.
 
 No supervisor here: each test makes the sockets the topology declares, hands them
-to the example functions the way SPEC §4 does, and checks that every function
-ends by itself with 0 (or promptly once ``node.stopping`` is set). The runs of
+to the example functions as a run node gets them (docs/reference.md#the-node-contract),
+and checks that every function ends by itself with 0 (or promptly once
+``node.stopping`` is set). The runs of
 the topologies themselves are in test_topologies.py.
 """
 

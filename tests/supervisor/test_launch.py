@@ -62,3 +62,27 @@ def test_prepare_claims_the_run_and_the_plan_survives_json(
         from orchestrator.runs.folder import remove_run_dir
 
         remove_run_dir(Path(plan.run_dir))
+
+
+def test_the_exec_d_supervisor_imports_this_very_package_from_outside_any_install(
+    tmp_path: Path, no_leftovers: Leftovers, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The exec'd process puts the folder holding `orchestrator/` first on its path, so
+    it finds the same copy even where topo is not installed (the API's callers)."""
+    path = topology(tmp_path, f"""
+        nodes:
+          a: {{run: "{FUNCS}:ok", restart: never}}
+        """)
+    plan = prepare(path, err=io.BytesIO())
+    seen: list[list[str]] = []
+
+    def no_exec(_program: str, argv: list[str]) -> None:
+        seen.append(argv)
+        raise OSError(8, "Exec format error")  # then the plan runs here, as in the test above
+
+    monkeypatch.setattr(os, "execv", no_exec)
+    assert exec_launch(plan, {"no_color": True}) == 0
+    (argv,) = seen
+    package_parent = Path(argv[3])
+    assert (package_parent / "orchestrator" / "supervisor" / "lean.py").is_file()
+    assert "from orchestrator.supervisor.lean import main" in argv[2]
