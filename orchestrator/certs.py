@@ -1,10 +1,9 @@
 """CURVE key pairs and their files, in ZeroMQ's certificate format.
 
-The first part of CURVE security (``security: {curve: true}``, still to come: nothing
-in topo calls this module yet). A run will get one key pair per node in ``keys/``
-inside its folder: ``NODE.key`` holds the public key, ``NODE.key_secret`` the public
-and the secret key, as ``zmq.auth`` and czmq write them, so other ZeroMQ tools read
-them too.
+For CURVE security (``security: {curve: true}``, docs/reference.md#security): a run
+gets one key pair per node in ``keys/`` inside its folder, made by ``start/prepare.py``.
+``NODE.key`` holds the public key, ``NODE.key_secret`` the public and the secret key,
+as ``zmq.auth`` and czmq write them, so other ZeroMQ tools read them too.
 
 A secret file is created by ``os.open`` with ``O_CREAT | O_EXCL`` and mode 0600: it
 never exists, not even for an instant, with bits that let another user read it (a
@@ -136,13 +135,18 @@ def make_keys(folder: str | os.PathLike[str], names: Iterable[str]) -> dict[str,
     The folder must not exist yet: a run's keys are made once, by the run.
     """
     folder = Path(folder)
-    folder.mkdir(mode=0o700)
-    publics: dict[str, str] = {}
-    for name in names:
-        public, secret = keypair()
-        write_secret(folder / f"{name}{SECRET_SUFFIX}", public, secret)
-        write_public(folder / f"{name}{PUBLIC_SUFFIX}", public)
-        publics[name] = public
+    old_umask = os.umask(0o077)  # whatever the caller's: nothing here is made for others first
+    try:
+        folder.mkdir(mode=0o700)
+        os.chmod(folder, 0o700)
+        publics: dict[str, str] = {}
+        for name in names:
+            public, secret = keypair()
+            write_secret(folder / f"{name}{SECRET_SUFFIX}", public, secret)
+            write_public(folder / f"{name}{PUBLIC_SUFFIX}", public)
+            publics[name] = public
+    finally:
+        os.umask(old_umask)
     return publics
 
 

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "after S seconds (default 60)")
     p.add_argument("--json", action="store_true",
                    help="print one JSON event per line on stdout (output included)")
+    p.add_argument("--allow", action="append", default=[], metavar="KEYFILE",
+                   help="with security.curve: let the client whose public key file this is "
+                        "connect to every CURVE server of the run (repeatable)")
     # The Python API's runs end with the process that started them (orchestrator.api).
     p.add_argument("--owner-pid", type=int, help=argparse.SUPPRESS)
 
@@ -271,7 +274,7 @@ def _up_detached(args: argparse.Namespace) -> int:
         raise UsageError("--json streams a foreground run's events; it cannot go with -d")
     run_id = up_detached(args.file, run_id=args.run_id, timeout=args.timeout,
                          wait_timeout=args.wait_timeout, abort_on_failure=args.abort_on_failure,
-                         owner_pid=args.owner_pid)
+                         owner_pid=args.owner_pid, allow=args.allow)
     print(run_id)
     print(f"run {run_id} is up: `topo ps {run_id}`, `topo logs -f {run_id}`, "
           f"`topo down {run_id}`", file=sys.stderr)

@@ -22,6 +22,17 @@ class SocketPlan:
     connect: tuple[str, ...] = ()
     subscribe: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
+    # CURVE (``security: {curve: true}``): the binds are CURVE servers that let in the
+    # public keys in ``allow`` (Z85); ``serverkeys[i]`` is the server key for ``connect[i]``,
+    # "" for a connect that stays plain (a peer outside the topology, or inproc).
+    curve_server: bool = False
+    allow: tuple[str, ...] = ()
+    serverkeys: tuple[str, ...] = ()
+
+    @property
+    def curve(self) -> bool:
+        """Whether any link of this socket uses CURVE."""
+        return self.curve_server or any(self.serverkeys)
 
     @property
     def mode(self) -> str:
@@ -31,7 +42,7 @@ class SocketPlan:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SocketPlan:
         fields = dict(data)
-        for key in ("bind", "connect", "subscribe"):
+        for key in ("bind", "connect", "subscribe", "allow", "serverkeys"):
             fields[key] = tuple(fields.get(key, ()))
         return cls(**fields)
 
@@ -125,6 +136,9 @@ class ReplicaPlan:
     log_path: str = ""
     spec_path: str = ""  # TOPO_SPEC: JSON of this ReplicaPlan plus run facts
     stop_signal: int = 15  # the node's stop_signal, a number
+    # CURVE: the node's key pair; the secret stays in its 0600 file, never in a plan or env.
+    curve_secret_file: str = ""
+    curve_public_key: str = ""
 
     @property
     def name(self) -> str:
@@ -154,6 +168,7 @@ class Plan:
     tiers: tuple[tuple[str, ...], ...] = ()  # node names; tier 0 has no depends_on
     pythonpath: tuple[str, ...] = ()  # absolute folders for `run` modules
     nodes: Mapping[str, NodePlan] = field(default_factory=dict)
+    curve: bool = False  # security.curve: key pairs in keys/ of the run folder
 
     def replicas_of(self, node: str) -> list[ReplicaPlan]:
         return [r for r in self.replicas if r.node == node]

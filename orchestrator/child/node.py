@@ -36,6 +36,8 @@ from orchestrator.plan import Plan, ReplicaPlan
 if TYPE_CHECKING:
     import logging
 
+    from orchestrator.child.curve import Curve
+
 NodeFunction = Callable[["Node"], "int | None"]
 
 
@@ -88,6 +90,7 @@ class Node:
         self._unwatch: Callable[[], None] | None = None
         self.abandoned = False  # close(exiting=True) left the context to the process exit
         self._log: logging.Logger | None = None
+        self.curve: Curve | None = None  # the node's CURVE thread, when its plan uses CURVE
 
     @property
     def log(self) -> logging.Logger:
@@ -120,8 +123,11 @@ class Node:
             self._unwatch = None
         if exiting and all(s.closed or s.getsockopt(zmq.LINGER) == 0
                            for s in self.sockets.values()):
-            self.abandoned = True
+            self.abandoned = True  # the CURVE thread, a daemon, ends with the process
         else:
+            if self.curve is not None:
+                self.curve.stop()  # before the context ends: its thread owns sockets
+                self.curve = None
             for sock in self.sockets.values():
                 sock.close()
             self.context.destroy(linger=0)  # sockets the node made itself, if any
@@ -172,11 +178,13 @@ def run_child(
     node: Node | None = None
     try:
         try:
-            sockets = build_sockets(ctx, replica.sockets)
+            curve = node_curve(ctx, replica)
+            sockets = build_sockets(ctx, replica.sockets, curve)
         except RunError as exc:
             print(f"{replica.name}: {exc}", file=sys.stderr)
             return 1
         node = Node(replica, plan.run_id, plan.run_dir, ctx, sockets)
+        node.curve = curve
         node.ipc = dict(ipc or {})  # made by the supervisor before the fork (ipc/resources.py)
         fd, ready_fd = ready_fd, None  # _call owns it now
         code = _call(node, target, replica.stop_signal, fd)
@@ -213,6 +221,16 @@ def _call(node: Node, target: NodeFunction, stop_signal: int, ready_fd: int | No
         node._armed = False
         if ready_fd is not None:
             os.close(ready_fd)
+
+
+def node_curve(ctx: zmq.Context[Any], replica: ReplicaPlan) -> Curve | None:
+    """The node's CURVE (keys read from its file), or None when its plan has no CURVE link."""
+    if not any(s.curve for s in replica.sockets):
+        return None
+    # deferred: only CURVE runs load it (the supervisor preloads it for them: targets.py)
+    from orchestrator.child.curve import Curve
+
+    return Curve.for_replica(ctx, replica)
 
 
 def exit_status(value: object) -> int:
@@ -260,11 +278,13 @@ def from_env(environ: Mapping[str, str] | None = None) -> Node:
         ipc = open_from_env(replica.ipc, env)
     ctx: zmq.Context[Any] = zmq.Context()
     try:
-        sockets = build_sockets(ctx, replica.sockets)
+        curve = node_curve(ctx, replica)
+        sockets = build_sockets(ctx, replica.sockets, curve)
     except BaseException:
         ctx.destroy(linger=0)
         raise
     node = Node(replica, run_id, run_dir, ctx, sockets)
+    node.curve = curve
     node.ipc = ipc
     node._arm(replica.stop_signal)
     return node

@@ -13,30 +13,41 @@ import contextlib
 import os
 import stat
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
 from orchestrator.errors import RunError
 from orchestrator.plan import SocketPlan
 
+if TYPE_CHECKING:
+    from orchestrator.child.curve import Curve
+
 
 def build_sockets(
-    ctx: zmq.Context[Any], sockets: Sequence[SocketPlan]
+    ctx: zmq.Context[Any], sockets: Sequence[SocketPlan], curve: Curve | None = None
 ) -> dict[str, zmq.Socket[Any]]:
     """Create, configure, bind and connect every socket; ``RunError`` with a sentence on failure.
 
     Linger is 0 unless the plan sets it, so closing never waits for lost peers.
-    On failure, the sockets made so far are closed.
+    ``curve``: the node's CURVE (``curve.py``), for the sockets whose plan uses it; its
+    thread is started once every socket is made. On failure, the sockets made so far
+    are closed, and so is ``curve``.
     """
     made: dict[str, zmq.Socket[Any]] = {}
     bound: list[str] = []
     try:
+        if curve is not None:
+            curve.open(sockets)
         for plan in sockets:
-            made[plan.name] = _socket(ctx, plan, bound)
+            made[plan.name] = _socket(ctx, plan, bound, curve if plan.curve else None)
+        if curve is not None:
+            curve.start()
     except BaseException:
         for sock in made.values():
             sock.close(linger=0)
+        if curve is not None:
+            curve.stop()
         unlink_ipc(bound)
         raise
     return made
@@ -56,7 +67,8 @@ def unlink_ipc(endpoints: Iterable[str]) -> None:
                     os.unlink(path)
 
 
-def _socket(ctx: zmq.Context[Any], plan: SocketPlan, bound: list[str]) -> zmq.Socket[Any]:
+def _socket(ctx: zmq.Context[Any], plan: SocketPlan, bound: list[str],
+            curve: Curve | None) -> zmq.Socket[Any]:
     what = f"socket {plan.name} ({plan.type})"
     try:
         sock: zmq.Socket[Any] = ctx.socket(getattr(zmq, plan.type))
@@ -69,17 +81,24 @@ def _socket(ctx: zmq.Context[Any], plan: SocketPlan, bound: list[str]) -> zmq.So
         if plan.type == "SUB":
             for topic in plan.subscribe:
                 sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
-        for ep in plan.bind:
-            try:
-                sock.bind(ep)
-            except zmq.ZMQError as exc:
-                raise RunError(f"cannot bind {what} to {ep}: {_reason(exc)}") from None
-            bound.append(ep)
-        for ep in plan.connect:
-            try:
-                sock.connect(ep)
-            except zmq.ZMQError as exc:
-                raise RunError(f"cannot connect {what} to {ep}: {_reason(exc)}") from None
+        if curve is None:
+            _bind(sock, what, plan.bind, bound)
+            _connect(sock, what, plan.connect)
+        else:
+            # libzmq reads the mechanism when bind or connect is called (and setting a key
+            # turns CURVE on): the plain connects go first, then the binds as the CURVE
+            # server, then each CURVE connect with the server key of the node it reaches.
+            keys = plan.serverkeys or ("",) * len(plan.connect)
+            curve.monitor(sock, plan)
+            _connect(sock, what, [ep for ep, key in zip(plan.connect, keys) if not key])
+            curve.give_keys(sock)
+            if plan.curve_server:
+                curve.as_server(sock, plan)
+            _bind(sock, what, plan.bind, bound)
+            for ep, key in zip(plan.connect, keys):
+                if key:
+                    curve.as_client(sock, key)
+                    _connect(sock, what, [ep])
         if plan.type == "XSUB":
             for topic in plan.subscribe:  # an XSUB subscribes by sending, not by an option
                 sock.send(b"\x01" + topic.encode())
@@ -87,6 +106,23 @@ def _socket(ctx: zmq.Context[Any], plan: SocketPlan, bound: list[str]) -> zmq.So
         sock.close(linger=0)
         raise
     return sock
+
+
+def _bind(sock: zmq.Socket[Any], what: str, endpoints: Iterable[str], bound: list[str]) -> None:
+    for ep in endpoints:
+        try:
+            sock.bind(ep)
+        except zmq.ZMQError as exc:
+            raise RunError(f"cannot bind {what} to {ep}: {_reason(exc)}") from None
+        bound.append(ep)
+
+
+def _connect(sock: zmq.Socket[Any], what: str, endpoints: Iterable[str]) -> None:
+    for ep in endpoints:
+        try:
+            sock.connect(ep)
+        except zmq.ZMQError as exc:
+            raise RunError(f"cannot connect {what} to {ep}: {_reason(exc)}") from None
 
 
 def _set_option(sock: zmq.Socket[Any], what: str, name: str, value: Any) -> None:

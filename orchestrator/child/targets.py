@@ -25,6 +25,9 @@ def preload(plan: Plan) -> dict[str, NodeFunction]:
     """
     front = list(plan.pythonpath)
     sys.path[:] = front + [p for p in sys.path if p not in front]
+    if any(s.curve for r in plan.replicas for s in r.sockets):
+        # deferred: only a CURVE run needs it; loaded here once, not in each forked child
+        import orchestrator.child.curve  # noqa: F401
     targets: dict[str, NodeFunction] = {}
     for replica in plan.replicas:
         if replica.kind == "role" and replica.role is not None:

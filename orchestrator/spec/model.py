@@ -226,6 +226,14 @@ class IpcSpec(Strict):
         return value
 
 
+class SecuritySpec(Strict):
+    """``security:``: CURVE on every tcp and ipc link, and who else may connect."""
+
+    curve: bool = False
+    # Public key files (ZeroMQ certificates) of clients from outside the topology.
+    allow: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(default_factory=list)
+
+
 def _check_name(name: str, what: str) -> None:
     if not re.fullmatch(NAME_PATTERN, name):
         raise ValueError(
@@ -241,6 +249,7 @@ class Topology(Strict):
     vars: dict[str, Text] = Field(default_factory=dict)
     defaults: NodeSettings = Field(default_factory=NodeSettings)
     ipc: dict[str, IpcSpec] = Field(default_factory=dict)
+    security: SecuritySpec = Field(default_factory=SecuritySpec)
     nodes: dict[str, NodeSpec]
 
     @field_validator("nodes")

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
+from orchestrator.certs import SECRET_SUFFIX
 from orchestrator.errors import RunError
+from orchestrator.paths import KEYS_DIR
 from orchestrator.plan import (
     BackoffPlan,
     IpcPlan,
@@ -36,6 +39,7 @@ from orchestrator.spec.run_endpoints import (
     check_ipc_lengths,
     free_tcp_port,
 )
+from orchestrator.spec.security import CurveLinks
 
 
 def plan_run(
@@ -46,24 +50,38 @@ def plan_run(
     *,
     environ: Mapping[str, str] | None = None,
     allocate_port: PortAllocator = free_tcp_port,
+    curve_keys: Mapping[str, str] | None = None,
+    allow: Sequence[str] = (),
 ) -> Plan:
     """Resolve ``topology`` into a ``Plan`` for run ``run_id`` living in ``run_dir``.
 
     ``environ`` only serves ``~`` in ``cwd`` and ``pythonpath`` (HOME); node
     environments hold the node's ``env`` plus ``TOPO_*``, never the caller's
     environment (the spawner merges that underneath).
+
+    ``curve_keys``: with ``security.curve``, each node's public key (Z85), whose secret
+    file is ``keys/NODE.key_secret`` in the run folder; ``allow``: the public keys of
+    clients from outside (``security.allow`` and ``--allow``, read already).
     """
     environ = os.environ if environ is None else environ
     file = Path(os.path.abspath(file))
     base = str(file.parent)
     rdir = os.path.abspath(run_dir)
     endpoints = RunEndpoints(topology, rdir, allocate_port)
+    curve = None
+    if topology.security.curve:
+        if curve_keys is None:
+            raise RunError("security.curve is on, but the run has no keys")
+        curve = CurveLinks(topology, curve_keys, allow)
     replicas: list[ReplicaPlan] = []
     for name, node in topology.nodes.items():
         cwd = _folder(node.cwd or ".", base, environ)
         for i in range(node.replicas):
-            sockets = endpoints.sockets(name, node, i)
-            replicas.append(_replica(run_id, rdir, name, i, node, cwd, sockets))
+            sockets = endpoints.sockets(name, node, i, curve)
+            replica = _replica(run_id, rdir, name, i, node, cwd, sockets)
+            if curve is not None:
+                replica = _with_keys(replica, rdir, curve.keys[name])
+            replicas.append(replica)
     check_ipc_lengths(replicas, run_id)
     return Plan(
         run_id=run_id,
@@ -74,6 +92,7 @@ def plan_run(
              for name, spec in topology.ipc.items()},
         tiers=dependency_tiers(topology),
         pythonpath=_pythonpath(topology, base, environ),
+        curve=curve is not None,
         nodes={name: node_plan(node) for name, node in topology.nodes.items()},
     )
 
@@ -173,6 +192,16 @@ def _replica(
         spec_path=spec_path,
         stop_signal=node.stop_signal,
     )
+
+
+def _with_keys(replica: ReplicaPlan, run_dir: str, public: str) -> ReplicaPlan:
+    """A replica of a CURVE run: its key files, and the TOPO_CURVE_* a command node reads."""
+    secret_file = posixpath.join(run_dir, KEYS_DIR, f"{replica.node}{SECRET_SUFFIX}")
+    env = dict(replica.env, TOPO_CURVE_SECRET_FILE=secret_file, TOPO_CURVE_PUBLIC_KEY=public)
+    for s in replica.sockets:
+        if s.serverkeys:
+            env[socket_env_name(s.name) + "_SERVERKEY"] = ",".join(s.serverkeys)
+    return replace(replica, env=env, curve_secret_file=secret_file, curve_public_key=public)
 
 
 def _folder(path: str, base: str, environ: Mapping[str, str]) -> str:

@@ -20,11 +20,15 @@ import posixpath
 import socket
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from orchestrator.errors import RunError
 from orchestrator.paths import IPC_PATH_MAX
 from orchestrator.plan import ReplicaPlan, SocketPlan
 from orchestrator.spec.model import Endpoint, NodeSpec, SocketSpec, Topology
+
+if TYPE_CHECKING:
+    from orchestrator.spec.security import CurveLinks
 
 PortAllocator = Callable[[str], int]
 
@@ -73,19 +77,25 @@ class RunEndpoints:
                     for i in range(node.replicas)
                 ]
 
-    def sockets(self, name: str, node: NodeSpec, replica: int) -> tuple[SocketPlan, ...]:
-        """The sockets of replica ``replica`` of node ``name``, endpoints resolved."""
-        return tuple(
-            SocketPlan(
+    def sockets(self, name: str, node: NodeSpec, replica: int,
+                curve: CurveLinks | None = None) -> tuple[SocketPlan, ...]:
+        """The sockets of replica ``replica`` of node ``name``, endpoints resolved.
+
+        ``curve``: the run's CURVE links, when ``security.curve`` is on.
+        """
+        out = []
+        for sname, spec in node.sockets.items():
+            connects = _connects(spec, name, sname, self, self._run_dir)
+            plan = SocketPlan(
                 name=sname,
                 type=spec.type,
                 bind=self.table[(name, sname)][replica],
-                connect=_connects(spec, name, sname, self, self._run_dir),
+                connect=tuple(ep for ep, _ in connects),
                 subscribe=tuple(spec.subscribe or ()),
                 options=dict(spec.options),
             )
-            for sname, spec in node.sockets.items()
-        )
+            out.append(plan if curve is None else curve.secure(name, plan, connects))
+        return tuple(out)
 
     def _bind(self, ep: Endpoint, node: str, sock: str, replica: int, spec: NodeSpec) -> str:
         text = ep.endpoint
@@ -115,20 +125,23 @@ class RunEndpoints:
 
 def _connects(
     spec: SocketSpec, node: str, sock: str, binds: RunEndpoints, run_dir: str
-) -> tuple[str, ...]:
-    out: list[str] = []
-    for ep in spec.connect:
+) -> list[tuple[str, int]]:
+    """Each resolved connect endpoint with the index of the ``connect:`` entry it comes from."""
+    out: dict[str, int] = {}
+    for i, ep in enumerate(spec.connect):
         if ep.is_reference:
-            out.extend(_reference(ep.endpoint, node, sock, binds))
-            continue
-        text = ep.endpoint
-        transport, _, rest = text.partition("://")
-        if transport.lower() == "ipc" and _is_relative_ipc(rest) and rest != "*":
-            resolved = ipc_in_run_dir(rest, run_dir)
-            out.extend(binds.by_declared.get(resolved, [resolved]))
+            found = _reference(ep.endpoint, node, sock, binds)
         else:
-            out.append(text)
-    return tuple(dict.fromkeys(out))  # one connect per endpoint, order kept
+            text = ep.endpoint
+            transport, _, rest = text.partition("://")
+            if transport.lower() == "ipc" and _is_relative_ipc(rest) and rest != "*":
+                resolved = ipc_in_run_dir(rest, run_dir)
+                found = binds.by_declared.get(resolved, [resolved])
+            else:
+                found = [text]
+        for e in found:
+            out.setdefault(e, i)  # one connect per endpoint, order kept
+    return list(out.items())
 
 
 def _reference(ref: str, node: str, sock: str, binds: RunEndpoints) -> list[str]:

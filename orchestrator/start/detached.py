@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ def up_detached(
     wait_timeout: float | None = None,
     abort_on_failure: bool = False,
     owner_pid: int | None = None,
+    allow: Sequence[str] = (),
 ) -> str:
     """Start ``file`` detached; return the run id once every node is ready.
 
@@ -54,7 +56,8 @@ def up_detached(
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, which ends with os._exit
         os.close(r)
-        _become_supervisor(w, file, run_id=run_id, timeout=timeout, owner_pid=owner_pid,
+        _become_supervisor(w, file, run_id=run_id, allow=allow, timeout=timeout,
+                           owner_pid=owner_pid,
                            wait_timeout=wait_timeout, abort_on_failure=abort_on_failure)
         os._exit(1)  # not reached: the child execs or exits
     os.close(w)
@@ -75,7 +78,7 @@ def up_detached(
     raise error
 
 
-def _become_supervisor(w: int, file: str, *, run_id: str | None,
+def _become_supervisor(w: int, file: str, *, run_id: str | None, allow: Sequence[str],
                        **settings: Any) -> None:  # pragma: no cover - the forked child
     code = 1
     try:
@@ -83,7 +86,7 @@ def _become_supervisor(w: int, file: str, *, run_id: str | None,
         if os.fork() > 0:
             os._exit(0)
         _to_devnull()
-        plan = prepare(file, run_id=run_id, on_run_dir=_log_to)
+        plan = prepare(file, run_id=run_id, on_run_dir=_log_to, allow=allow)
         os.set_inheritable(w, True)
         code = exec_launch(plan, {**settings, "reap_orphans": True, "notify_fd": w})
     except TopoError as exc:

@@ -32,7 +32,8 @@ def up_from_cli(args: argparse.Namespace) -> int:
     process execs ``orchestrator.supervisor.lean``, keeping its pid (the state file
     already names it), its terminal and its environment.
     """
-    plan = prepare(args.file, run_id=args.run_id, exit_code_from=args.exit_code_from)
+    plan = prepare(args.file, run_id=args.run_id, exit_code_from=args.exit_code_from,
+                   allow=args.allow)
     settings = {
         "timeout": args.timeout, "exit_code_from": args.exit_code_from,
         "abort_on_failure": args.abort_on_failure, "no_color": args.no_color,

@@ -10,14 +10,16 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from orchestrator import paths
-from orchestrator.errors import UsageError
+from orchestrator.certs import KeyFileError, make_keys, read_public
+from orchestrator.errors import RunError, UsageError
 from orchestrator.plan import Plan
 from orchestrator.runs.folder import create_run_dir, remove_run_dir
+from orchestrator.spec.model import Topology
 from orchestrator.spec.planner import plan_run
 from orchestrator.spec.validate import load_or_raise
 
@@ -32,12 +34,15 @@ def prepare(
     environ: Mapping[str, str] | None = None,
     err: BinaryIO | None = None,
     on_run_dir: Callable[[Path], None] | None = None,
+    allow: Sequence[str | os.PathLike[str]] = (),
 ) -> Plan:
     """Validate ``file``, claim its run folder and resolve its plan; nothing is started yet.
 
     Raises ``InvalidTopology``, ``UsageError`` (a bad run id or ``--exit-code-from``
-    node) or ``RunAlive``. The folder is removed again if planning fails.
-    ``on_run_dir(path)`` is called once the folder exists.
+    node), ``RunError`` (an ``--allow`` key file that cannot be read, a key folder that
+    cannot be made) or ``RunAlive``. The folder is removed again if planning fails.
+    ``on_run_dir(path)`` is called once the folder exists. ``allow``: public key files of
+    clients from outside (``topo up --allow``), for a topology with ``security.curve``.
     """
 
     env = os.environ if environ is None else environ
@@ -57,12 +62,36 @@ def prepare(
         raise UsageError(
             f"--exit-code-from {exit_code_from}: the topology has no node by that name "
             f"(its nodes: {', '.join(topology.nodes)})")
+    outside = _allowed_keys(topology, Path(file).resolve().parent, allow)
     run_dir = paths.run_dir(run_id, env)
     create_run_dir(run_dir)
     try:
         if on_run_dir is not None:
             on_run_dir(run_dir)
-        return plan_run(topology, Path(file).resolve(), run_id, run_dir, environ=env)
+        keys = _make_keys(run_dir, topology.nodes) if topology.security.curve else None
+        return plan_run(topology, Path(file).resolve(), run_id, run_dir, environ=env,
+                        curve_keys=keys, allow=outside)
     except BaseException:
         remove_run_dir(run_dir)
         raise
+
+
+def _allowed_keys(topology: Topology, base: Path,
+                  files: Sequence[str | os.PathLike[str]]) -> tuple[str, ...]:
+    """The public keys of ``security.allow`` (relative to the file) and ``--allow``."""
+    if files and not topology.security.curve:
+        raise UsageError("--allow gives a client key to CURVE servers, but this topology does "
+                         "not use CURVE (set security: {curve: true})")
+    paths_ = [base / p for p in topology.security.allow] + [Path(p) for p in files]
+    try:
+        return tuple(dict.fromkeys(read_public(p) for p in paths_))
+    except KeyFileError as exc:
+        raise RunError(f"cannot use the allowed client key: {exc}") from None
+
+
+def _make_keys(run_dir: Path, nodes: Iterable[str]) -> dict[str, str]:
+    try:
+        return make_keys(run_dir / paths.KEYS_DIR, nodes)
+    except OSError as exc:
+        raise RunError(f"cannot make the run's CURVE keys in {run_dir / paths.KEYS_DIR}: "
+                       f"{exc.strerror}") from None
