@@ -45,7 +45,7 @@ def test_head(schema: dict[str, Any]) -> None:
     assert schema["required"] == ["nodes"]  # name comes from the file stem
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) == {"name", "description", "pythonpath", "vars",
-                                         "defaults", "ipc", "nodes"}
+                                         "defaults", "ipc", "security", "nodes"}
     json.dumps(schema)  # plain JSON all the way down
 
 
