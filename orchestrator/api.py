@@ -25,6 +25,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -34,7 +35,7 @@ from typing import Any
 
 from orchestrator import paths
 from orchestrator.errors import NotReady, RunError, UsageError
-from orchestrator.paths import OUTPUT_LOG
+from orchestrator.paths import KEYS_DIR, OUTPUT_LOG
 from orchestrator.runs.client import Run as Found
 from orchestrator.runs.client import down_run, restart_run
 from orchestrator.runs.folder import read_state
@@ -77,19 +78,34 @@ def up(
     package_parent = str(Path(__file__).resolve().parent.parent)
     argv = [sys.executable, "-c", _CLI, package_parent, "up", "-d", file, "-p", run_id,
             "--wait-timeout", str(timeout), "--owner-pid", str(os.getpid())]
-    result = subprocess.run(argv, env=environ, capture_output=True, text=True, check=False)
+    curve = None
+    if topology.security.curve:
+        # deferred: certs loads libzmq, which `import orchestrator` does not
+        from orchestrator.certs import keypair, write_public
+
+        curve = keypair()
+    with tempfile.TemporaryDirectory(prefix="topo-client-key-") as folder:
+        if curve is not None:
+            # This process's own client key, allowed on every CURVE server of the run; the
+            # run reads it before it answers, so the file can go with the folder.
+            allowed = os.path.join(folder, "client.key")
+            write_public(allowed, curve[0])
+            argv += ["--allow", allowed]
+        result = subprocess.run(argv, env=environ, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         message = result.stderr.strip().removeprefix("topo: ")
         raise (UsageError if result.returncode == 2 else NotReady)(message)
-    return Run(run_id, environ)
+    return Run(run_id, environ, curve=curve)
 
 
 class Run:
     """A running topology: its endpoints, sockets to reach them, its logs and its replicas."""
 
-    def __init__(self, run_id: str, environ: Mapping[str, str]) -> None:
-
+    def __init__(self, run_id: str, environ: Mapping[str, str], *,
+                 curve: tuple[str, str] | None = None) -> None:
+        """``curve``: this process's (public, secret) CURVE key pair, allowed by the run."""
         self.run_id = run_id
+        self.curve = curve
         self.environ = dict(environ)
         self.folder = paths.run_dir(run_id, self.environ)
         state = read_state(self.folder)
@@ -165,14 +181,32 @@ class Run:
             self._context = zmq.Context()
         sock = self._context.socket(getattr(zmq, kind))
         sock.linger = 0
+        if self.curve is not None:
+            sock.curve_publickey, sock.curve_secretkey = (k.encode() for k in self.curve)
         if timeout is not None:
             sock.rcvtimeo = sock.sndtimeo = int(timeout * 1000)
         if kind == "SUB":
             sock.subscribe(subscribe)
+        serverkey = self._serverkey(ref)
         for ep in self.endpoints(ref):
+            if serverkey is not None and ep.partition("://")[0] in ("tcp", "ipc"):
+                sock.curve_serverkey = serverkey
             sock.connect(ep)
         self._sockets.append(sock)
         return sock
+
+    def _serverkey(self, ref: str) -> bytes | None:
+        """With CURVE, set this process's keys and return the server key of ``ref``'s node."""
+        if self.curve is None or not self._socket(ref).get("bind"):
+            return None
+        # deferred: as in connect(), libzmq only for a caller that connects
+        from orchestrator.certs import PUBLIC_SUFFIX, read_public
+
+        node = ref.partition("@")[0].rpartition(".")[0]  # broker, or worker.2
+        name, _, replica = node.rpartition(".")
+        if not (name and replica.isdigit()):
+            name = node
+        return read_public(self.folder / KEYS_DIR / f"{name}{PUBLIC_SUFFIX}").encode()
 
     # -- replicas ---------------------------------------------------------------------------------
     def ps(self) -> list[dict[str, Any]]:

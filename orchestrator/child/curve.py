@@ -152,7 +152,7 @@ class Curve:
     def as_client(sock: zmq.Socket[Any], serverkey: str) -> None:
         sock.setsockopt(zmq.CURVE_SERVERKEY, serverkey.encode("ascii"))
 
-    # -- the thread ---------------------------------------------------------------------------------
+    # -- the thread -------------------------------------------------------------------------------
     def start(self) -> None:
         """Hand the ZAP socket and the monitors to the node's CURVE thread."""
         address = f"inproc://topo-curve-wake.{next(_monitor_ids)}"
@@ -191,8 +191,9 @@ class Curve:
     def _loop(self, wake: zmq.Socket[Any]) -> None:
         poller = zmq.Poller()
         poller.register(wake, zmq.POLLIN)
-        if self._zap is not None:
-            poller.register(self._zap, zmq.POLLIN)
+        zap = self._zap
+        if zap is not None:
+            poller.register(zap, zmq.POLLIN)
         for mon in self._monitors:
             poller.register(mon, zmq.POLLIN)
         try:
@@ -200,8 +201,8 @@ class Curve:
                 for sock, _ in poller.poll():
                     if sock is wake:
                         return
-                    if sock is self._zap:
-                        self._answer(sock)
+                    if sock is zap:
+                        self._answer(zap)
                     else:
                         self._event(sock)
         except zmq.ContextTerminated:
@@ -210,7 +211,7 @@ class Curve:
             wake.close(linger=0)
             self._close_own()
 
-    # -- ZAP ----------------------------------------------------------------------------------------
+    # -- ZAP --------------------------------------------------------------------------------------
     def _answer(self, zap: zmq.Socket[Any]) -> None:
         frames = zap.recv_multipart()
         status, text = self.decide(frames)
@@ -238,7 +239,7 @@ class Curve:
             "socket, nor in security.allow or --allow"))
         return b"400", b"not allowed"
 
-    # -- monitors -----------------------------------------------------------------------------------
+    # -- monitors ---------------------------------------------------------------------------------
     def _event(self, mon: zmq.Socket[Any]) -> None:
         frames = mon.recv_multipart()
         if len(frames) < 2 or len(frames[0]) < 6:
@@ -263,24 +264,19 @@ class Curve:
         self._failing[key] = count
         reason = client_reason(event, value)
         if count == 1:
+            self._last[("client", name, endpoint)] = self.clock()
             self.say(f"WARNING {name}: the CURVE handshake with {endpoint} failed: {reason}; "
                      "libzmq keeps retrying")
         else:
             self.rate_limited(("client", name, endpoint), (
                 f"WARNING {name}: the CURVE handshake with {endpoint} still fails "
-                f"({count} attempts): {reason}"), every=CLIENT_REPEAT_EVERY, first=False)
+                f"({count} attempts): {reason}"), every=CLIENT_REPEAT_EVERY)
 
-    def rate_limited(self, key: Any, line: str, *, every: float = SERVER_LOG_EVERY,
-                     first: bool = True) -> None:
-        """Say ``line`` unless ``key`` was said less than ``every`` seconds ago.
-
-        ``first=False``: the first call only starts the clock (its news was said already).
-        """
+    def rate_limited(self, key: Any, line: str, *, every: float = SERVER_LOG_EVERY) -> None:
+        """Say ``line`` unless ``key`` was said less than ``every`` seconds ago (and at most
+        ``_MAX_LINES_PER_SECOND`` lines a second in all)."""
         now = self.clock()
         last = self._last.get(key)
-        if last is None and not first:
-            self._last[key] = now
-            return
         if last is not None and now - last < every:
             return
         start, said = self._second

@@ -88,14 +88,15 @@ def _socket(ctx: zmq.Context[Any], plan: SocketPlan, bound: list[str],
             # libzmq reads the mechanism when bind or connect is called (and setting a key
             # turns CURVE on): the plain connects go first, then the binds as the CURVE
             # server, then each CURVE connect with the server key of the node it reaches.
-            keys = plan.serverkeys or ("",) * len(plan.connect)
+            pairs = list(zip(plan.connect, plan.serverkeys or [""] * len(plan.connect),
+                             strict=True))
             curve.monitor(sock, plan)
-            _connect(sock, what, [ep for ep, key in zip(plan.connect, keys) if not key])
+            _connect(sock, what, [ep for ep, key in pairs if not key])
             curve.give_keys(sock)
             if plan.curve_server:
                 curve.as_server(sock, plan)
             _bind(sock, what, plan.bind, bound)
-            for ep, key in zip(plan.connect, keys):
+            for ep, key in pairs:
                 if key:
                     curve.as_client(sock, key)
                     _connect(sock, what, [ep])

@@ -40,3 +40,16 @@ def crash_once(node: Any) -> int:
 def flap(node: Any) -> int:
     time.sleep(0.01)
     return 1
+
+
+def command_client() -> None:
+    """A Python ``command`` node: ``from_env()`` sockets, three requests, a clean close."""
+    from orchestrator.node import from_env
+
+    with from_env() as node:
+        sock = node.sockets["server"]
+        sock.rcvtimeo = 5000
+        for i in range(3):
+            sock.send_string(f"request {i}")
+            sock.recv()
+        print("3 replies", flush=True)
