@@ -27,7 +27,7 @@ from orchestrator.views.graph import render  # noqa: E402 - after the path is se
 TARGET = ROOT / "docs" / "topologies.md"
 TOUR = ("hello_reqrep", "rrbroker_poll", "rrbroker", "pubsub", "pipeline", "pipeline_kill",
         "tcp_and_ipc", "inproc_threads", "forwarder", "lazy_pirate", "paranoid_pirate",
-        "process_pool", "php_lbbroker", "php_reqrep")
+        "process_pool", "php_lbbroker", "php_reqrep", "ironhouse")
 LABEL = re.compile(r"^([A-Z][a-z]+):\s*(.*)$")
 COMMAND = re.compile(r"^(?:[A-Z_]+=\S+ )*topo \w")
 CHECK = re.compile(r"^check-[a-z-]+:")
