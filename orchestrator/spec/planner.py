@@ -18,6 +18,7 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.certs import SECRET_SUFFIX
 from orchestrator.errors import RunError
@@ -41,6 +42,9 @@ from orchestrator.spec.run_endpoints import (
 )
 from orchestrator.spec.security import CurveLinks
 
+if TYPE_CHECKING:
+    from orchestrator.spec.group_run import GroupRun
+
 
 def plan_run(
     topology: Topology,
@@ -52,6 +56,7 @@ def plan_run(
     allocate_port: PortAllocator = free_tcp_port,
     curve_keys: Mapping[str, str] | None = None,
     allow: Sequence[str] = (),
+    group: GroupRun | None = None,
 ) -> Plan:
     """Resolve ``topology`` into a ``Plan`` for run ``run_id`` living in ``run_dir``.
 
@@ -62,12 +67,15 @@ def plan_run(
     ``curve_keys``: with ``security.curve``, each node's public key (Z85), whose secret
     file is ``keys/NODE.key_secret`` in the run folder; ``allow``: the public keys of
     clients from outside (``security.allow`` and ``--allow``, read already).
+
+    ``group``: plan only that group of the topology, reaching the others over tcp
+    (``topo up --group``, ``group_run.py``).
     """
     environ = os.environ if environ is None else environ
     file = Path(os.path.abspath(file))
     base = str(file.parent)
     rdir = os.path.abspath(run_dir)
-    endpoints = RunEndpoints(topology, rdir, allocate_port)
+    endpoints = RunEndpoints(topology, rdir, allocate_port, group)
     curve = None
     if topology.security.curve:
         if curve_keys is None:
@@ -77,24 +85,33 @@ def plan_run(
     for name, node in topology.nodes.items():
         cwd = _folder(node.cwd or ".", base, environ)
         for i in range(node.replicas):
+            if group is not None and not group.runs(name, i):
+                continue
             sockets = endpoints.sockets(name, node, i, curve)
             replica = _replica(run_id, rdir, name, i, node, cwd, sockets)
             if curve is not None:
                 replica = _with_keys(replica, rdir, curve.keys[name])
             replicas.append(replica)
     check_ipc_lengths(replicas, run_id)
+    mine = set(topology.nodes) if group is None else set(group.nodes)
+    used = {res for n in mine for res in topology.nodes[n].ipc}
     return Plan(
         run_id=run_id,
         run_dir=rdir,
         file=str(file),
         replicas=tuple(replicas),
         ipc={name: ipc_plan(name, spec, base, rdir, environ)
-             for name, spec in topology.ipc.items()},
-        tiers=dependency_tiers(topology),
+             for name, spec in topology.ipc.items() if group is None or name in used},
+        tiers=_only(dependency_tiers(topology), mine),
         pythonpath=_pythonpath(topology, base, environ),
         curve=curve is not None,
-        nodes={name: node_plan(node) for name, node in topology.nodes.items()},
+        nodes={name: node_plan(node) for name, node in topology.nodes.items() if name in mine},
     )
+
+
+def _only(tiers: tuple[tuple[str, ...], ...], nodes: set[str]) -> tuple[tuple[str, ...], ...]:
+    kept = (tuple(n for n in tier if n in nodes) for tier in tiers)
+    return tuple(t for t in kept if t)
 
 
 def node_plan(node: NodeSpec) -> NodePlan:

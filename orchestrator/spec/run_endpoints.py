@@ -28,6 +28,7 @@ from orchestrator.plan import ReplicaPlan, SocketPlan
 from orchestrator.spec.model import Endpoint, NodeSpec, SocketSpec, Topology
 
 if TYPE_CHECKING:
+    from orchestrator.spec.group_run import GroupRun
     from orchestrator.spec.security import CurveLinks
 
 PortAllocator = Callable[[str], int]
@@ -63,17 +64,22 @@ class RunEndpoints:
     """Every replica's resolved bind endpoints, made in one pass so ports stay unique, and
     the sockets of each replica built from them."""
 
-    def __init__(self, topology: Topology, run_dir: str, allocate_port: PortAllocator):
+    def __init__(self, topology: Topology, run_dir: str, allocate_port: PortAllocator,
+                 group: GroupRun | None = None):
         self._run_dir = run_dir
         self._allocate = allocate_port
         self._used = _literal_ports(topology)
+        self.group = group  # `topo up --group`: one group of a multi-host run
+        if group is not None:
+            self._used |= set(group.ports.values())
         self.table: dict[tuple[str, str], list[tuple[str, ...]]] = {}
         # A literal connect to `ipc://name` reaches every replica's `name.<i>`.
         self.by_declared: dict[str, list[str]] = {}
         for name, node in topology.nodes.items():
             for sname, spec in node.sockets.items():
                 self.table[(name, sname)] = [
-                    tuple(self._bind(ep, name, sname, i, node) for ep in spec.bind)
+                    tuple(self._bind(ep, name, sname, i, node, b)
+                          for b, ep in enumerate(spec.bind))
                     for i in range(node.replicas)
                 ]
 
@@ -97,8 +103,13 @@ class RunEndpoints:
             out.append(plan if curve is None else curve.secure(name, plan, connects))
         return tuple(out)
 
-    def _bind(self, ep: Endpoint, node: str, sock: str, replica: int, spec: NodeSpec) -> str:
+    def _bind(self, ep: Endpoint, node: str, sock: str, replica: int, spec: NodeSpec,
+              index: int) -> str:
         text = ep.endpoint
+        if self.group is not None:
+            fixed = self.group.bind(node, sock, index, replica, text)
+            if fixed is not None:
+                return fixed
         transport, _, rest = text.partition("://")
         transport = transport.lower()
         if transport == "tcp":
@@ -129,7 +140,10 @@ def _connects(
     """Each resolved connect endpoint with the index of the ``connect:`` entry it comes from."""
     out: dict[str, int] = {}
     for i, ep in enumerate(spec.connect):
-        if ep.is_reference:
+        remote = binds.group.connects(node, sock, i) if binds.group is not None else None
+        if remote is not None:
+            found = remote
+        elif ep.is_reference:
             found = _reference(ep.endpoint, node, sock, binds)
         else:
             text = ep.endpoint

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import NotReady, RunError, TopoError
+from orchestrator.spec.group_run import GroupChoice
 from orchestrator.spec.validate import load_or_raise
 from orchestrator.start.prepare import prepare
 from orchestrator.supervisor.lean import exec_launch
@@ -41,6 +42,8 @@ def up_detached(
     abort_on_failure: bool = False,
     owner_pid: int | None = None,
     allow: Sequence[str] = (),
+    group: GroupChoice | None = None,
+    ready_file: str | None = None,
 ) -> str:
     """Start ``file`` detached; return the run id once every node is ready.
 
@@ -49,15 +52,16 @@ def up_detached(
     """
     loaded = load_or_raise(file)
     for d in loaded.diagnostics:
-        print(d.format(), file=sys.stderr)
+        if not d.is_note:  # notes are for `topo validate` and `explain`: nothing to act on
+            print(d.format(), file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, which ends with os._exit
         os.close(r)
-        _become_supervisor(w, file, run_id=run_id, allow=allow, timeout=timeout,
-                           owner_pid=owner_pid,
+        _become_supervisor(w, file, run_id=run_id, allow=allow, group=group,
+                           timeout=timeout, owner_pid=owner_pid, ready_file=ready_file,
                            wait_timeout=wait_timeout, abort_on_failure=abort_on_failure)
         os._exit(1)  # not reached: the child execs or exits
     os.close(w)
@@ -79,6 +83,7 @@ def up_detached(
 
 
 def _become_supervisor(w: int, file: str, *, run_id: str | None, allow: Sequence[str],
+                       group: GroupChoice | None,
                        **settings: Any) -> None:  # pragma: no cover - the forked child
     code = 1
     try:
@@ -86,7 +91,7 @@ def _become_supervisor(w: int, file: str, *, run_id: str | None, allow: Sequence
         if os.fork() > 0:
             os._exit(0)
         _to_devnull()
-        plan = prepare(file, run_id=run_id, on_run_dir=_log_to, allow=allow)
+        plan = prepare(file, run_id=run_id, on_run_dir=_log_to, allow=allow, group=group)
         os.set_inheritable(w, True)
         code = exec_launch(plan, {**settings, "reap_orphans": True, "notify_fd": w})
     except TopoError as exc:

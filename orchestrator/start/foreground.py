@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, BinaryIO
 
-from orchestrator.start.prepare import prepare
+from orchestrator.start.prepare import group_choice, prepare
 from orchestrator.supervisor.lean import exec_launch
 from orchestrator.supervisor.run import Hooks, run_plan
 from orchestrator.supervisor.supervisor import Replica, Supervisor
@@ -33,11 +33,12 @@ def up_from_cli(args: argparse.Namespace) -> int:
     already names it), its terminal and its environment.
     """
     plan = prepare(args.file, run_id=args.run_id, exit_code_from=args.exit_code_from,
-                   allow=args.allow)
+                   allow=args.allow, group=group_choice(args))
     settings = {
         "timeout": args.timeout, "exit_code_from": args.exit_code_from,
         "abort_on_failure": args.abort_on_failure, "no_color": args.no_color,
         "json_events": args.json, "reap_orphans": True,  # every child of `topo` is a node's
+        "ready_file": args.ready_file,
     }
     return exec_launch(plan, settings)
 

@@ -12,16 +12,20 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from orchestrator import paths
 from orchestrator.certs import KeyFileError, make_keys, read_public
 from orchestrator.errors import RunError, UsageError
 from orchestrator.plan import Plan
 from orchestrator.runs.folder import create_run_dir, remove_run_dir
+from orchestrator.spec.group_run import GroupChoice
 from orchestrator.spec.model import Topology
 from orchestrator.spec.planner import plan_run
 from orchestrator.spec.validate import load_or_raise
+
+if TYPE_CHECKING:
+    import argparse
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -35,6 +39,7 @@ def prepare(
     err: BinaryIO | None = None,
     on_run_dir: Callable[[Path], None] | None = None,
     allow: Sequence[str | os.PathLike[str]] = (),
+    group: GroupChoice | None = None,
 ) -> Plan:
     """Validate ``file``, claim its run folder and resolve its plan; nothing is started yet.
 
@@ -43,6 +48,8 @@ def prepare(
     cannot be made) or ``RunAlive``. The folder is removed again if planning fails.
     ``on_run_dir(path)`` is called once the folder exists. ``allow``: public key files of
     clients from outside (``topo up --allow``), for a topology with ``security.curve``.
+    ``group``: run only that group (``topo up --group``); its run id defaults to
+    ``TOPOLOGY-GROUP``.
     """
 
     env = os.environ if environ is None else environ
@@ -51,17 +58,24 @@ def prepare(
     assert topology is not None
     err_stream = err if err is not None else sys.stderr.buffer
     for d in loaded.diagnostics:
-        err_stream.write(f"{d.format()}\n".encode())
+        if not d.is_note:  # notes are for `topo validate` and `explain`: nothing to act on
+            err_stream.write(f"{d.format()}\n".encode())
     err_stream.flush()
-    run_id = run_id or topology.name
+    part = group.of(topology) if group is not None else None
+    if part is not None and topology.security.curve:
+        raise UsageError("--group cannot run a topology with security.curve yet: each group "
+                         "would make its own keys, which the other groups do not know")
+    run_id = run_id or (topology.name if part is None else f"{topology.name}-{part.name}")
     if not _RUN_ID.match(run_id):
         raise UsageError(
             f"run id {run_id!r} may hold only letters, digits, '.', '_' and '-' "
             "(at most 64, starting with a letter or digit)")
-    if exit_code_from is not None and exit_code_from not in topology.nodes:
+    nodes = list(topology.nodes) if part is None else list(part.group.nodes)
+    if exit_code_from is not None and exit_code_from not in nodes:
+        where = "topology" if part is None else f"group {part.name}"
         raise UsageError(
-            f"--exit-code-from {exit_code_from}: the topology has no node by that name "
-            f"(its nodes: {', '.join(topology.nodes)})")
+            f"--exit-code-from {exit_code_from}: the {where} has no node by that name "
+            f"(its nodes: {', '.join(nodes)})")
     outside = _allowed_keys(topology, Path(file).resolve().parent, allow)
     run_dir = paths.run_dir(run_id, env)
     create_run_dir(run_dir)
@@ -70,7 +84,7 @@ def prepare(
             on_run_dir(run_dir)
         keys = _make_keys(run_dir, topology.nodes) if topology.security.curve else None
         return plan_run(topology, Path(file).resolve(), run_id, run_dir, environ=env,
-                        curve_keys=keys, allow=outside)
+                        curve_keys=keys, allow=outside, group=part)
     except BaseException:
         remove_run_dir(run_dir)
         raise
@@ -95,3 +109,12 @@ def _make_keys(run_dir: Path, nodes: Iterable[str]) -> dict[str, str]:
     except OSError as exc:
         raise RunError(f"cannot make the run's CURVE keys in {run_dir / paths.KEYS_DIR}: "
                        f"{exc.strerror}") from None
+
+
+def group_choice(args: argparse.Namespace) -> GroupChoice | None:
+    """`--group`, `--replica` and `--resolve` of `topo up`, checked together."""
+    if args.group is None:
+        if args.replica is not None or args.resolve:
+            raise UsageError("--replica and --resolve go with --group")
+        return None
+    return GroupChoice(args.group, args.replica, tuple(args.resolve))

@@ -93,7 +93,8 @@ def _run(plan: Plan, settings: dict[str, Any], notify: _Notify) -> int:
     hooks = Hooks(on_up=(lambda run_id: notify.tell({"ok": True, "run_id": run_id}))
                   if detached else None,
                   wait_timeout=settings.get("wait_timeout"), owner_pid=settings.get("owner_pid"),
-                  json_events=bool(settings.get("json_events")))
+                  json_events=bool(settings.get("json_events")),
+                  ready_file=settings.get("ready_file"))
     # Detached: node output goes to the run's log files only.
     out = open(os.devnull, "wb") if detached else None  # noqa: SIM115 - closed below
     try:

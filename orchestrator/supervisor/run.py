@@ -117,8 +117,13 @@ def _supervise(
 
         def run_ready() -> None:
             printer.record("run_ready", run_id=plan.run_id)
+            if hooks.ready_file is not None:
+                _touch(hooks.ready_file)
             if hooks.on_up is not None:
                 hooks.on_up(plan.run_id)
+
+        if hooks.ready_file is not None:
+            taken.callback(_remove, hooks.ready_file)
 
         detached = hooks.on_up is not None
         watch = StartupWatch(sup, wait_timeout=hooks.wait_timeout if detached else None,
@@ -167,6 +172,19 @@ class Hooks:
     wait_timeout: float | None = None
     owner_pid: int | None = None
     json_events: bool = False
+    # Created once every node is ready, removed when the run ends: a container's readiness
+    # probe (`topo up --ready-file`, used by `topo export kubernetes`).
+    ready_file: str | None = None
+
+
+def _touch(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def _become_subreaper(taken: contextlib.ExitStack) -> None:

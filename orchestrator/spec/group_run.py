@@ -1,0 +1,138 @@
+"""One group of a topology, run on its own host: `topo up FILE --group GROUP`.
+
+What an exported container runs (``topo export kubernetes``), and what a test
+runs on one machine to play every group side by side. Inside the group nothing
+changes. Across groups (``groups.py``):
+
+- a tcp bind that another group connects to listens on every interface
+  (``tcp://*:PORT``), since its peers are on other hosts; wildcard ports are the
+  fixed ports of ``groups.fixed_ports``, so every group agrees on them;
+- a connect to a socket of another group goes to ``tcp://HOST:PORT`` for each
+  replica's tcp bind, where HOST is the group's Service name (``broker``), or
+  ``GROUP-N.GROUP`` for the replicas of a group exported one pod per replica
+  (a StatefulSet), unless ``--resolve GROUP=HOST`` says otherwise.
+
+Pure: the planner asks this for endpoints (``run_endpoints.RunEndpoints``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from orchestrator.errors import UsageError
+from orchestrator.spec.groups import Grouping, fixed_ports, group_nodes
+from orchestrator.spec.links import resolve
+from orchestrator.spec.model import Topology
+
+
+@dataclass(frozen=True)
+class GroupChoice:
+    """What `topo up --group NAME [--replica N] [--resolve GROUP=HOST ...]` asked for."""
+
+    name: str
+    replica: int | None = None
+    resolve: tuple[tuple[str, str], ...] = ()
+
+    def of(self, topology: Topology) -> GroupRun:
+        return GroupRun(topology, self.name, resolve_hosts=dict(self.resolve),
+                        replica=self.replica)
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A connect entry that reaches a socket of another group."""
+
+    node: str
+    socket: str
+    bind_index: int | None  # the one bind a literal connect reached; None: every tcp bind
+
+
+class GroupRun:
+    """The endpoints of group ``name`` when each group runs on its own host."""
+
+    def __init__(self, topology: Topology, name: str, *,
+                 resolve_hosts: Mapping[str, str] | None = None,
+                 replica: int | None = None) -> None:
+        self.topology = topology
+        self.grouping: Grouping = group_nodes(topology)
+        names = [g.name for g in self.grouping.groups]
+        if name not in names:
+            raise UsageError(f"--group {name}: the topology has no group by that name "
+                             f"(its groups: {', '.join(names)}; `topo export kubernetes "
+                             "--explain` shows them)")
+        unknown = sorted(set(resolve_hosts or {}) - set(names))
+        if unknown:
+            raise UsageError(f"--resolve {unknown[0]}=...: the topology has no group by that "
+                             f"name (its groups: {', '.join(names)})")
+        self.name = name
+        self.group = self.grouping.group(name)
+        self.nodes = frozenset(self.group.nodes)
+        self.replica = replica
+        if replica is not None:
+            counts = {topology.nodes[n].replicas for n in self.group.nodes}
+            if self.group.single is None or replica < 0 or replica >= max(counts):
+                raise UsageError(
+                    f"--replica {replica}: group {name} "
+                    + ("has more than one node; --replica is for a group of one replicated node"
+                       if self.group.single is None else
+                       f"has replicas 0..{max(counts) - 1}"))
+        self.hosts = dict(resolve_hosts or {})
+        self.ports = fixed_ports(topology)
+        self.per_pod = {g.name for g in self.grouping.groups
+                        if g.single is not None and topology.nodes[g.single].replicas > 1}
+        self.exposed: set[tuple[str, str]] = set()  # binder sockets other groups connect to
+        self.remote: dict[tuple[str, str, int], Remote] = {}
+        for link in resolve(topology).links:
+            c, b = link.connector, link.binder
+            if c is None or b is None or link.bind_endpoint is None:
+                continue
+            if self.grouping.of[c.node] == self.grouping.of[b.node]:
+                continue
+            self.exposed.add((b.node, b.socket))
+            index = None
+            if "://" in link.endpoint:  # a literal connect reaches one bind
+                binds = [e.endpoint for e in topology.nodes[b.node].sockets[b.socket].bind]
+                index = binds.index(link.bind_endpoint) if link.bind_endpoint in binds else None
+            self.remote.setdefault((c.node, c.socket, link.index), Remote(b.node, b.socket, index))
+
+    def runs(self, node: str, replica: int) -> bool:
+        """Whether this group's run starts replica ``replica`` of ``node``."""
+        return node in self.nodes and (self.replica is None or replica == self.replica)
+
+    def host(self, node: str, replica: int) -> str:
+        group = self.grouping.of[node]
+        if group in self.hosts:
+            return self.hosts[group]
+        return f"{group}-{replica}.{group}" if group in self.per_pod else group
+
+    def bind(self, node: str, sock: str, index: int, replica: int, text: str) -> str | None:
+        """The endpoint a tcp bind takes in a group run; None: as on one machine."""
+        transport, _, rest = text.partition("://")
+        if transport.lower() != "tcp":
+            return None
+        host, _, port = rest.rpartition(":")
+        fixed = self.ports.get((node, sock, index, replica))
+        if (node, sock) in self.exposed:
+            host = "*"
+        if fixed is None and host == rest.rpartition(":")[0]:
+            return None
+        return f"tcp://{host}:{fixed if fixed is not None else port}"
+
+    def connects(self, node: str, sock: str, index: int) -> list[str] | None:
+        """The endpoints of connect entry ``index`` when it reaches another group, else None."""
+        remote = self.remote.get((node, sock, index))
+        if remote is None:
+            return None
+        peer = self.topology.nodes[remote.node]
+        binds = peer.sockets[remote.socket].bind
+        out = []
+        for r in range(peer.replicas):
+            for i, ep in enumerate(binds):
+                if ep.transport != "tcp" or remote.bind_index not in (None, i):
+                    continue
+                port = self.ports.get((remote.node, remote.socket, i, r))
+                if port is None:
+                    port = int(ep.endpoint.rpartition(":")[2])
+                out.append(f"tcp://{self.host(remote.node, r)}:{port}")
+        return out
