@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tail", type=_count, metavar="N", help="only the last N lines")
     p.add_argument("--no-color", action="store_true")
 
+    p = sub.add_parser("keys", help="print the CURVE public keys of a run's nodes")
+    p.add_argument("run", metavar="RUN|FILE")
+    p.add_argument("node", nargs="?", metavar="NODE", help="only this node's key")
+
     sub.add_parser("gc", help="remove what dead runs left behind (only topo's own)")
 
     p = sub.add_parser("restart", help="restart a node (all replicas) or one replica node.N")
@@ -260,6 +264,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return logs(args.run, args.nodes, follow=args.follow, tail=args.tail,
                     no_color=args.no_color)
+    if args.command == "keys":
+        # deferred: each command loads only its own layers
+        from orchestrator.views.keys import keys
+
+        return keys(args.run, args.node)
     raise UsageError(f"unknown command {args.command}")
 
 

@@ -57,6 +57,7 @@ def plan_run(
     curve_keys: Mapping[str, str] | None = None,
     allow: Sequence[str] = (),
     group: GroupRun | None = None,
+    keys_dir: str | None = None,
 ) -> Plan:
     """Resolve ``topology`` into a ``Plan`` for run ``run_id`` living in ``run_dir``.
 
@@ -66,7 +67,8 @@ def plan_run(
 
     ``curve_keys``: with ``security.curve``, each node's public key (Z85), whose secret
     file is ``keys/NODE.key_secret`` in the run folder; ``allow``: the public keys of
-    clients from outside (``security.allow`` and ``--allow``, read already).
+    clients from outside (``security.allow`` and ``--allow``, read already); ``keys_dir``:
+    where the secret files are, when not in the run folder (``topo up --keys DIR``).
 
     ``group``: plan only that group of the topology, reaching the others over tcp
     (``topo up --group``, ``group_run.py``).
@@ -90,7 +92,8 @@ def plan_run(
             sockets = endpoints.sockets(name, node, i, curve)
             replica = _replica(run_id, rdir, name, i, node, cwd, sockets)
             if curve is not None:
-                replica = _with_keys(replica, rdir, curve.keys[name])
+                replica = _with_keys(replica, keys_dir or posixpath.join(rdir, KEYS_DIR),
+                                     curve.keys[name])
             replicas.append(replica)
     check_ipc_lengths(replicas, run_id)
     mine = set(topology.nodes) if group is None else set(group.nodes)
@@ -211,9 +214,9 @@ def _replica(
     )
 
 
-def _with_keys(replica: ReplicaPlan, run_dir: str, public: str) -> ReplicaPlan:
+def _with_keys(replica: ReplicaPlan, keys_dir: str, public: str) -> ReplicaPlan:
     """A replica of a CURVE run: its key files, and the TOPO_CURVE_* a command node reads."""
-    secret_file = posixpath.join(run_dir, KEYS_DIR, f"{replica.node}{SECRET_SUFFIX}")
+    secret_file = posixpath.join(keys_dir, f"{replica.node}{SECRET_SUFFIX}")
     env = dict(replica.env, TOPO_CURVE_SECRET_FILE=secret_file, TOPO_CURVE_PUBLIC_KEY=public)
     for s in replica.sockets:
         if s.serverkeys:

@@ -10,7 +10,8 @@ drawings use), for every socket on tcp or ipc:
   connect that reaches no node of the file (a peer outside the topology) and an
   inproc connect stay plain.
 
-Pure: the keys are made by ``start/prepare.py`` and passed in.
+Pure: the keys are made by ``start/prepare.py`` and passed in. ``link_security`` says
+the same per link, for `topo explain` and `topo graph`.
 """
 
 from __future__ import annotations
@@ -19,15 +20,39 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from orchestrator.plan import SocketPlan
-from orchestrator.spec.links import resolve
+from orchestrator.spec.links import Link, resolve
 from orchestrator.spec.model import Topology
 
 # The transports CURVE protects; inproc never leaves the process and has no handshake.
 PROTECTED = frozenset({"tcp", "ipc"})
 
 
+# What CURVE does to one link (``link_security``).
+AUTHENTICATED = "authenticated"  # encrypted, and the binder's ZAP handler checks the client
+ENCRYPTED = "encrypted"  # encrypted only: the binder is a command node, with no topo ZAP handler
+PLAIN = "plain"  # inproc, or a connect to a peer outside the file
+
+
 def protected(transport: str | None) -> bool:
     return transport in PROTECTED
+
+
+def link_security(topology: Topology, link: Link) -> str:
+    """``AUTHENTICATED``, ``ENCRYPTED`` or ``PLAIN`` for ``link`` in a run of ``topology``;
+    "" when the file does not use CURVE or the link does not work.
+
+    As ``CurveLinks`` sets the sockets: a binder on tcp or ipc is a CURVE server (also
+    for the outside peers of a bind marked external, which need a key from ``allow``);
+    a connect that reaches no node of the file, and any link on inproc, stays plain.
+    """
+    if not topology.security.curve or link.problem:
+        return ""
+    if not protected(link.transport) or link.binder is None:
+        return PLAIN
+    binder = topology.nodes.get(link.binder.node)
+    if binder is not None and binder.command is not None:
+        return ENCRYPTED
+    return AUTHENTICATED
 
 
 class CurveLinks:

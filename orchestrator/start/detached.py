@@ -44,6 +44,7 @@ def up_detached(
     allow: Sequence[str] = (),
     group: GroupChoice | None = None,
     ready_file: str | None = None,
+    keys: str | None = None,
 ) -> str:
     """Start ``file`` detached; return the run id once every node is ready.
 
@@ -60,7 +61,7 @@ def up_detached(
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, which ends with os._exit
         os.close(r)
-        _become_supervisor(w, file, run_id=run_id, allow=allow, group=group,
+        _become_supervisor(w, file, run_id=run_id, allow=allow, group=group, keys=keys,
                            timeout=timeout, owner_pid=owner_pid, ready_file=ready_file,
                            wait_timeout=wait_timeout, abort_on_failure=abort_on_failure)
         os._exit(1)  # not reached: the child execs or exits
@@ -83,7 +84,7 @@ def up_detached(
 
 
 def _become_supervisor(w: int, file: str, *, run_id: str | None, allow: Sequence[str],
-                       group: GroupChoice | None,
+                       group: GroupChoice | None, keys: str | None,
                        **settings: Any) -> None:  # pragma: no cover - the forked child
     code = 1
     try:
@@ -91,7 +92,8 @@ def _become_supervisor(w: int, file: str, *, run_id: str | None, allow: Sequence
         if os.fork() > 0:
             os._exit(0)
         _to_devnull()
-        plan = prepare(file, run_id=run_id, on_run_dir=_log_to, allow=allow, group=group)
+        plan = prepare(file, run_id=run_id, on_run_dir=_log_to, allow=allow, group=group,
+                       keys=keys)
         os.set_inheritable(w, True)
         code = exec_launch(plan, {**settings, "reap_orphans": True, "notify_fd": w})
     except TopoError as exc:

@@ -33,7 +33,7 @@ def up_from_cli(args: argparse.Namespace) -> int:
     already names it), its terminal and its environment.
     """
     plan = prepare(args.file, run_id=args.run_id, exit_code_from=args.exit_code_from,
-                   allow=args.allow, group=group_choice(args))
+                   allow=args.allow, group=group_choice(args), keys=args.keys)
     settings = {
         "timeout": args.timeout, "exit_code_from": args.exit_code_from,
         "abort_on_failure": args.abort_on_failure, "no_color": args.no_color,

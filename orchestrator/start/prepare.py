@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from orchestrator import paths
-from orchestrator.certs import KeyFileError, make_keys, read_public
+from orchestrator.certs import PUBLIC_SUFFIX, KeyFileError, make_keys, read_public
 from orchestrator.errors import RunError, UsageError
 from orchestrator.plan import Plan
 from orchestrator.runs.folder import create_run_dir, remove_run_dir
@@ -40,6 +40,7 @@ def prepare(
     on_run_dir: Callable[[Path], None] | None = None,
     allow: Sequence[str | os.PathLike[str]] = (),
     group: GroupChoice | None = None,
+    keys: str | os.PathLike[str] | None = None,
 ) -> Plan:
     """Validate ``file``, claim its run folder and resolve its plan; nothing is started yet.
 
@@ -49,7 +50,9 @@ def prepare(
     ``on_run_dir(path)`` is called once the folder exists. ``allow``: public key files of
     clients from outside (``topo up --allow``), for a topology with ``security.curve``.
     ``group``: run only that group (``topo up --group``); its run id defaults to
-    ``TOPOLOGY-GROUP``.
+    ``TOPOLOGY-GROUP``. ``keys``: a folder holding every node's key files, made before
+    (``topo keys --make``); the run then makes none (``topo up --keys``, what the groups of
+    an exported run share).
     """
 
     env = os.environ if environ is None else environ
@@ -62,9 +65,14 @@ def prepare(
             err_stream.write(f"{d.format()}\n".encode())
     err_stream.flush()
     part = group.of(topology) if group is not None else None
-    if part is not None and topology.security.curve:
-        raise UsageError("--group cannot run a topology with security.curve yet: each group "
-                         "would make its own keys, which the other groups do not know")
+    if keys is not None and not topology.security.curve:
+        raise UsageError("--keys gives the nodes CURVE keys, but this topology does not use "
+                         "CURVE (set security: {curve: true})")
+    if part is not None and topology.security.curve and keys is None:
+        raise UsageError("--group of a topology with security.curve needs --keys DIR: every "
+                         "group must know the others' public keys (`topo keys --make DIR FILE` "
+                         "makes them once)")
+    given = _read_keys(Path(keys), topology.nodes) if keys is not None else None
     run_id = run_id or (topology.name if part is None else f"{topology.name}-{part.name}")
     if not _RUN_ID.match(run_id):
         raise UsageError(
@@ -82,9 +90,12 @@ def prepare(
     try:
         if on_run_dir is not None:
             on_run_dir(run_dir)
-        keys = _make_keys(run_dir, topology.nodes) if topology.security.curve else None
+        made = given
+        if made is None and topology.security.curve:
+            made = _make_keys(run_dir, topology.nodes)
         return plan_run(topology, Path(file).resolve(), run_id, run_dir, environ=env,
-                        curve_keys=keys, allow=outside, group=part)
+                        curve_keys=made, allow=outside, group=part,
+                        keys_dir=os.path.abspath(keys) if keys is not None else None)
     except BaseException:
         remove_run_dir(run_dir)
         raise
@@ -101,6 +112,14 @@ def _allowed_keys(topology: Topology, base: Path,
         return tuple(dict.fromkeys(read_public(p) for p in paths_))
     except KeyFileError as exc:
         raise RunError(f"cannot use the allowed client key: {exc}") from None
+
+
+def _read_keys(folder: Path, nodes: Iterable[str]) -> dict[str, str]:
+    """Every node's public key from ``folder`` (``NODE.key``); the secrets stay in their files."""
+    try:
+        return {n: read_public(folder / f"{n}{PUBLIC_SUFFIX}") for n in nodes}
+    except KeyFileError as exc:
+        raise RunError(f"--keys {folder}: {exc}") from None
 
 
 def _make_keys(run_dir: Path, nodes: Iterable[str]) -> dict[str, str]:

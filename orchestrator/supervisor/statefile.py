@@ -51,6 +51,7 @@ class StateFile:
             "supervisor": me(),
             "guardian": spawner.guardian_pid,
             "started": time.time(),
+            "curve": plan.curve,  # security.curve: `topo ps` says so, `topo keys` prints them
             "endpoints": {
                 r.name: {s.name: {"type": s.type, "bind": list(s.bind),
                                   "connect": list(s.connect)}

@@ -3,8 +3,11 @@
 What each node is and how many copies run, what each socket does with
 messages, who waits for whom and who goes to whom, which way the messages flow
 over each link, the IPC resources, and then what ``topo validate`` warns
-about, each with its hint. Pure: text in, text out. The vocabulary lives in
-``words.py``.
+about, each with its hint. With ``security: {curve: true}``, a line at the top
+says so and a Security section tells for each link whether CURVE encrypts and
+authenticates it, only encrypts it (a command node binds) or leaves it plain
+(inproc, a peer outside the file). Pure: text in, text out. The vocabulary
+lives in ``words.py``.
 """
 
 from __future__ import annotations
@@ -18,9 +21,13 @@ from orchestrator.spec.diagnostics import Diagnostic
 from orchestrator.spec.links import Link, SocketRef, links
 from orchestrator.spec.model import IpcSpec, NodeSpec, SocketSpec, Topology
 from orchestrator.spec.phrases import words
+from orchestrator.spec.security import AUTHENTICATED, ENCRYPTED, PLAIN, link_security
 from orchestrator.units import format_duration
 from orchestrator.views.graph import human_size
 from orchestrator.views.words import (
+    CURVE_COMMAND_TEXT,
+    CURVE_LINE,
+    CURVE_TEXT,
     FLOW_TEXT,
     IPC_TEXT,
     PRIMER_IPC,
@@ -45,6 +52,8 @@ def explain(topology: Topology, diagnostics: Iterable[Diagnostic] = ()) -> str:
     parts = [_heading(f"Topology {topology.name}", "=")]
     parts.append(_para(topology.description or "(This file has no description.)"))
     parts.append(_para(_summary(topology, all_links)))
+    if topology.security.curve:
+        parts.append(_para(CURVE_LINE))
     if any(node.sockets for node in topology.nodes.values()):
         parts.append(_para(PRIMER_ZMQ))
     if topology.ipc:
@@ -56,6 +65,9 @@ def explain(topology: Topology, diagnostics: Iterable[Diagnostic] = ()) -> str:
     if flows:
         parts.append(_heading("How messages flow", "-"))
         parts.append("\n".join(flows))
+    if topology.security.curve:
+        parts.append(_heading("Security", "-"))
+        parts.extend(_security(topology, all_links))
     if topology.ipc:
         parts.append(_heading("IPC resources", "-"))
         parts.extend(_ipc(topology, name, res) for name, res in topology.ipc.items())
@@ -228,6 +240,51 @@ def _flow(topology: Topology, link: Link) -> str:
     arrow = "->" if one_way else "<->"
     ends = [f"{ref} ({kind}{_copies(topology, ref)})" for ref, kind in (a, b)]
     return _para(f"- {ends[0]} {arrow} {ends[1]}{_over(link)}: {what}.", hang=2)
+
+
+def _security(topology: Topology, all_links: Sequence[Link]) -> list[str]:
+    """The Security section: what CURVE does, then what it does to each working link."""
+    n_allow = len(topology.security.allow)
+    allow = (f", the clients whose keys security.allow names ({_count(n_allow, 'file')}) and "
+             "those given with `topo up --allow`" if n_allow
+             else " and the clients given with `topo up --allow`")
+    out = [_para(CURVE_TEXT.format(allow=allow))]
+    told = [(lk, how) for lk in all_links if (how := link_security(topology, lk))]
+    if any(how != PLAIN and topology.nodes[ref.node].command is not None
+           for lk, how in told for ref in (lk.connector, lk.binder) if ref is not None):
+        out.append(_para(CURVE_COMMAND_TEXT))
+    if told:
+        out.append("\n".join(_para(f"- {_ends(lk)}: {_protection(topology, lk, how)}.", hang=2)
+                             for lk, how in told))
+    else:
+        out.append(_para("No link of this file works yet, so CURVE has nothing to protect."))
+    return out
+
+
+def _ends(link: Link) -> str:
+    """Who joins whom over a link, connecting end first."""
+    binder = (f"{link.binder} ({link.binder_type})" if link.binder is not None
+              else link.endpoint)
+    if link.connector is None:
+        return f"a peer outside this topology to {binder} at {link.endpoint}{_over(link)}"
+    return f"{link.connector} ({link.connector_type}) to {binder}{_over(link)}"
+
+
+def _protection(topology: Topology, link: Link, how: str) -> str:
+    if how == AUTHENTICATED:
+        if link.connector is None:
+            return ("encrypted and authenticated: only the clients of security.allow and "
+                    "`topo up --allow` get in")
+        return "encrypted and authenticated"
+    if how == ENCRYPTED:
+        assert link.binder is not None
+        return (f"encrypted only: {link.binder.node} is a command node, which does not check "
+                "who connects")
+    if link.transport == "inproc":
+        return "plain: inproc never leaves its process"
+    if not link.transport or link.transport not in ("tcp", "ipc"):
+        return f"plain: CURVE does not cover {link.transport or 'this transport'}"
+    return "plain: a peer outside this file, for which topo has no key"
 
 
 def _over(link: Link) -> str:

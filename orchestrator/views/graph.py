@@ -4,19 +4,29 @@ Both drawings come from one small picture model (vertices and edges), so they
 always show the same things: nodes as boxes, one edge per link from the
 connecting node to the binding node labelled ``REQ → ROUTER (tcp)``, peers
 outside the topology as hexagons, and each IPC resource in a shape of its own
-with dotted edges to the nodes that use it.
+with dotted edges to the nodes that use it. With ``security: {curve: true}``, a
+link CURVE encrypts ends its label with a lock (``🔒``, or ``🔒 no auth`` when the
+binder is a command node, which cannot check who connects); plain links (inproc, a
+peer outside the file) have none.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from orchestrator.errors import UsageError
 from orchestrator.spec.links import Link, links
 from orchestrator.spec.model import IpcSpec, NodeSpec, Topology
+from orchestrator.spec.security import AUTHENTICATED, ENCRYPTED, link_security
 
 FORMATS = ("mermaid", "dot")
+
+# The end of an edge's label, by what CURVE does to the link (spec/security.py). A plain
+# character both Mermaid's parser and Graphviz take as it is, in a quoted label.
+LOCK = "🔒"
+_LOCKS = {AUTHENTICATED: f" {LOCK}", ENCRYPTED: f" {LOCK} no auth"}
+CURVE_LEGEND = f"security: CURVE; {LOCK} = encrypted link, {LOCK} no auth = encrypted only"
 
 # shape per vertex kind: (Mermaid open, Mermaid close, DOT attributes)
 _SHAPES: dict[str, tuple[str, str, str]] = {
@@ -58,6 +68,7 @@ class Picture:
     description: str
     vertices: list[Vertex] = field(default_factory=list)
     edges: list[Edge] = field(default_factory=list)
+    curve: bool = False  # security.curve: the locks on the edges get a legend
 
 
 def render(topology: Topology, fmt: str = "mermaid") -> str:
@@ -71,12 +82,15 @@ def render(topology: Topology, fmt: str = "mermaid") -> str:
 def picture_of(topology: Topology) -> Picture:
     """What both drawings show: one vertex per node, outside peer and IPC resource."""
     ids = _Ids()
-    picture = Picture(topology.name, topology.description)
+    picture = Picture(topology.name, topology.description,
+                      curve=topology.security.curve)
     for name, node in topology.nodes.items():
         picture.vertices.append(Vertex(ids.make("n", name), "node", _node_lines(name, node)))
     outside: dict[tuple[str, str], str] = {}  # (kind, endpoint) -> vertex id
     for link in links(topology):
-        picture.edges.append(_edge(link, ids, outside, picture))
+        edge = _edge(link, ids, outside, picture)
+        lock = _LOCKS.get(link_security(topology, link), "")
+        picture.edges.append(replace(edge, label=edge.label + lock) if lock else edge)
     for name, res in topology.ipc.items():
         rid = ids.make("r", name)
         picture.vertices.append(Vertex(rid, res.type, (name, _ipc_detail(res))))
@@ -184,6 +198,8 @@ def to_mermaid(picture: Picture) -> str:
     out = ["flowchart LR", f"  %% topology {_comment(picture.title)}"]
     if picture.description:
         out.append(f"  %% {_comment(picture.description)}")
+    if picture.curve:
+        out.append(f"  %% {CURVE_LEGEND}")
     classes: dict[str, list[str]] = {}
     for v in picture.vertices:
         opening, closing, _ = _SHAPES[v.kind]
@@ -211,11 +227,16 @@ def dot_quote(text: str) -> str:
     return '"' + escaped.replace("\r", "").replace("\n", "\\n") + '"'
 
 
+def _dot_title(picture: Picture) -> str:
+    title = picture.description or picture.title
+    return f"{title}\n{CURVE_LEGEND}" if picture.curve else title
+
+
 def to_dot(picture: Picture) -> str:
     out = [
         f"digraph {dot_quote(picture.title)} {{",
         "  rankdir=LR;",
-        f"  label={dot_quote(picture.description or picture.title)};",
+        f"  label={dot_quote(_dot_title(picture))};",
         "  labelloc=t;",
         '  fontname="Helvetica";',
         '  node [fontname="Helvetica"];',

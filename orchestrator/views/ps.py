@@ -3,7 +3,8 @@
 A live run answers through its control channel, so the states are the
 supervisor's own, this instant; a dead run's last state file is shown with the
 run marked dead. CPU (user + system seconds) and memory (resident set) come from
-psutil. The run's IPC resources follow, with their live state.
+psutil. The run's IPC resources follow, with their live state. Whether the run
+uses CURVE (``security: {curve: true}``) is a line under the run's own.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import psutil
 
 from orchestrator.errors import ControlError
 from orchestrator.ipc.records import describe
+from orchestrator.paths import KEYS_DIR
 from orchestrator.runs.client import Run, all_runs, find_run, human_duration, print_table
 from orchestrator.runs.control import request
 from orchestrator.runs.folder import supervisor_alive
@@ -64,8 +66,16 @@ def _view(run: Run) -> dict[str, Any]:
                 row["uptime"] = round(time.time() - started, 3)
         replicas.append(row)
     view = {"run_id": run.run_id, "alive": alive, "folder": str(run.folder),
-            "file": state.get("file"), "replicas": replicas, "ipc": _ipc(state)}
+            "file": state.get("file"), "curve": _curve(run, state), "replicas": replicas,
+            "ipc": _ipc(state)}
     return view
+
+
+def _curve(run: Run, state: dict[str, Any]) -> bool:
+    """Whether the run uses CURVE: its state says so; before the supervisor wrote that
+    (a run still starting, or a state file of an older topo), its key folder does."""
+    curve = state.get("curve")
+    return curve if isinstance(curve, bool) else (run.folder / KEYS_DIR).is_dir()
 
 
 def _usage(pid: int) -> dict[str, Any]:
@@ -89,6 +99,8 @@ def _ipc(state: dict[str, Any]) -> list[dict[str, Any]]:
 def _print_view(view: dict[str, Any]) -> None:
     status = "alive" if view["alive"] else "DEAD (its supervisor is gone; `topo down` cleans up)"
     print(f"run {view['run_id']}: {status}; folder {view['folder']}")
+    print(f"security: CURVE on tcp and ipc links (public keys: `topo keys {view['run_id']}`)"
+          if view["curve"] else "security: none (no CURVE; links are plain)")
     table = [["REPLICA", "PID", "STATE", "RESTARTS", "UPTIME", "EXIT", "CPU", "MEM"]]
     for r in view["replicas"]:
         table.append([

@@ -25,6 +25,30 @@ PRIMER_IPC = (
     "nodes that list it under `ipc:`, and removes them when the run ends."
 )
 
+# With security.curve: the line at the top, and what the Security section starts with.
+CURVE_LINE = (
+    "Security: CURVE is on (`security: {curve: true}`): the links on tcp and ipc between "
+    "the nodes of this file are encrypted; the Security section below says which link gets "
+    "what."
+)
+
+CURVE_TEXT = (
+    "topo makes a key pair for every node of each run (`topo keys RUN` prints the public "
+    "keys). A link on tcp or ipc between two nodes of this file is encrypted with CURVE. It is "
+    "authenticated too when the node that binds is a `run` or `role` node: that socket lets "
+    "in only the nodes this file connects to it{allow}, and refuses any other key. A `command` "
+    "node that binds encrypts but does not check who connects: its program has no topo ZAP "
+    "handler (unless it is Python and uses orchestrator.node.from_env()), so any client that "
+    "knows the node's public key gets in. inproc links never leave their process and stay "
+    "plain, and so do connects to peers outside this file: topo has no key for them."
+)
+
+CURVE_COMMAND_TEXT = (
+    "A `command` node sets CURVE on its sockets itself: topo hands it its key pair "
+    "(TOPO_CURVE_SECRET_FILE, TOPO_CURVE_PUBLIC_KEY) and, per socket, the public keys of the "
+    "nodes it connects to (TOPO_SOCKET_<NAME>_SERVERKEY)."
+)
+
 # What a socket of each type does, as a clause after "Socket `x` (TYPE)".
 SOCKET_TEXT = {
     "REQ": "asks and waits: each request it sends must get its reply before it may send the "

@@ -1,0 +1,82 @@
+"""`topo keys RUN [NODE]`: the CURVE public keys of a run's nodes, in Z85.
+
+A run with ``security: {curve: true}`` holds one certificate per node in ``keys/``
+of its folder (``NODE.key``, made by ``start/prepare.py``); this prints the public
+key of each, as ``NODE  KEY`` lines in the order of the file, or only the key of
+NODE. An outside client needs the key of the node it connects to (its server key),
+and the run's servers let it in only when its own key was allowed (``security.allow``,
+``topo up --allow``).
+
+Exit status: 0 done; 1 the run is unknown, does not use CURVE, has no node NODE, or a
+key file cannot be read; 2 bad arguments. Each failure is one sentence on stderr.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.certs import PUBLIC_SUFFIX, KeyFileError, read_public
+from orchestrator.errors import ControlError, RunError
+from orchestrator.paths import KEYS_DIR
+from orchestrator.runs.client import Run, find_run, print_table
+
+
+def keys(target: str, node: str | None = None) -> int:
+    run = find_run(target)
+    found = public_keys(run)
+    if node is None:
+        print_table([[name, key] for name, key in found.items()])
+        return 0
+    name = node if node in found else _node_of_replica(node)
+    if name not in found:
+        raise ControlError(f"run {run.run_id} has no node named {node} "
+                           f"(its nodes: {', '.join(found)})")
+    print(found[name])
+    return 0
+
+
+def public_keys(run: Run) -> dict[str, str]:
+    """Each node's public key (Z85), in the order of the topology file.
+
+    Raises ``ControlError`` when the run has no keys (it does not use CURVE, or its
+    key folder is gone), ``RunError`` when a key file cannot be read.
+    """
+    folder = run.folder / KEYS_DIR
+    try:
+        names = [p.name.removesuffix(PUBLIC_SUFFIX) for p in folder.iterdir()
+                 if p.name.endswith(PUBLIC_SUFFIX)]
+    except OSError:
+        names = []
+    if not names:
+        if (run.state or {}).get("curve"):
+            raise ControlError(f"run {run.run_id} uses CURVE, but its keys are gone "
+                               f"(nothing in {folder})")
+        raise ControlError(f"run {run.run_id} does not use CURVE (its topology has no "
+                           "`security: {curve: true}`), so it has no keys")
+    keys: dict[str, str] = {}
+    for name in _file_order(names, run.state or {}):
+        try:
+            keys[name] = read_public(folder / f"{name}{PUBLIC_SUFFIX}")
+        except KeyFileError as exc:
+            raise RunError(f"cannot read the key of node {name} of run {run.run_id}: "
+                           f"{exc}") from None
+    return keys
+
+
+def _file_order(names: list[str], state: dict[str, Any]) -> list[str]:
+    """``names`` as the file lists its nodes (the state file's replicas are in plan order);
+    what the state does not name (a run still starting) follows, sorted."""
+    replicas = state.get("replicas") or state.get("endpoints")
+    order: dict[str, None] = {}
+    for replica, record in replicas.items() if isinstance(replicas, dict) else ():
+        node = record.get("node") if isinstance(record, dict) else None
+        order[node if isinstance(node, str) else _node_of_replica(replica)] = None
+    known = set(names)
+    first = [n for n in order if n in known]
+    return first + sorted(known.difference(first))
+
+
+def _node_of_replica(name: str) -> str:
+    """``worker.1`` -> ``worker`` (all replicas of a node share its key); else ``name``."""
+    node, dot, index = name.rpartition(".")
+    return node if dot and index.isdigit() else name
