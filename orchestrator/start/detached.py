@@ -26,6 +26,7 @@ from typing import Any
 
 from orchestrator.errors import NotReady, RunError, TopoError
 from orchestrator.spec.group_run import GroupChoice
+from orchestrator.spec.loader import Loaded
 from orchestrator.spec.validate import load_or_raise
 from orchestrator.start.prepare import prepare
 from orchestrator.supervisor.lean import exec_launch
@@ -61,7 +62,7 @@ def up_detached(
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, which ends with os._exit
         os.close(r)
-        _become_supervisor(w, file, run_id=run_id, allow=allow, group=group, keys=keys,
+        _become_supervisor(w, file, loaded, run_id=run_id, allow=allow, group=group, keys=keys,
                            timeout=timeout, owner_pid=owner_pid, ready_file=ready_file,
                            wait_timeout=wait_timeout, abort_on_failure=abort_on_failure)
         os._exit(1)  # not reached: the child execs or exits
@@ -83,7 +84,8 @@ def up_detached(
     raise error
 
 
-def _become_supervisor(w: int, file: str, *, run_id: str | None, allow: Sequence[str],
+def _become_supervisor(w: int, file: str, loaded: Loaded, *, run_id: str | None,
+                       allow: Sequence[str],
                        group: GroupChoice | None, keys: str | None,
                        **settings: Any) -> None:  # pragma: no cover - the forked child
     code = 1
@@ -93,7 +95,7 @@ def _become_supervisor(w: int, file: str, *, run_id: str | None, allow: Sequence
             os._exit(0)
         _to_devnull()
         plan = prepare(file, run_id=run_id, on_run_dir=_log_to, allow=allow, group=group,
-                       keys=keys)
+                       keys=keys, loaded=loaded)
         os.set_inheritable(w, True)
         code = exec_launch(plan, {**settings, "reap_orphans": True, "notify_fd": w})
     except TopoError as exc:

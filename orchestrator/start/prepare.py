@@ -20,6 +20,7 @@ from orchestrator.errors import RunError, UsageError
 from orchestrator.plan import Plan
 from orchestrator.runs.folder import create_run_dir, remove_run_dir
 from orchestrator.spec.group_run import GroupChoice
+from orchestrator.spec.loader import Loaded
 from orchestrator.spec.model import Topology
 from orchestrator.spec.planner import plan_run
 from orchestrator.spec.validate import load_or_raise
@@ -41,6 +42,7 @@ def prepare(
     allow: Sequence[str | os.PathLike[str]] = (),
     group: GroupChoice | None = None,
     keys: str | os.PathLike[str] | None = None,
+    loaded: Loaded | None = None,
 ) -> Plan:
     """Validate ``file``, claim its run folder and resolve its plan; nothing is started yet.
 
@@ -52,18 +54,20 @@ def prepare(
     ``group``: run only that group (``topo up --group``); its run id defaults to
     ``TOPOLOGY-GROUP``. ``keys``: a folder holding every node's key files, made before
     (``topo keys --make``); the run then makes none (``topo up --keys``, what the groups of
-    an exported run share).
+    an exported run share). ``loaded``: the file validated already (by the `topo` that
+    forked this process), so it is not read and checked twice; its diagnostics were shown.
     """
 
     env = os.environ if environ is None else environ
-    loaded = load_or_raise(file, env)
+    if loaded is None:
+        loaded = load_or_raise(file, env)
+        err_stream = err if err is not None else sys.stderr.buffer
+        for d in loaded.diagnostics:
+            if not d.is_note:  # notes are for `topo validate` and `explain`: nothing to act on
+                err_stream.write(f"{d.format()}\n".encode())
+        err_stream.flush()
     topology = loaded.topology
     assert topology is not None
-    err_stream = err if err is not None else sys.stderr.buffer
-    for d in loaded.diagnostics:
-        if not d.is_note:  # notes are for `topo validate` and `explain`: nothing to act on
-            err_stream.write(f"{d.format()}\n".encode())
-    err_stream.flush()
     part = group.of(topology) if group is not None else None
     if keys is not None and not topology.security.curve:
         raise UsageError("--keys gives the nodes CURVE keys, but this topology does not use "

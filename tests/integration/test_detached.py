@@ -306,3 +306,20 @@ def test_ps_shows_each_ipc_resource_with_its_live_state(
                    for line in table)
     finally:
         assert topo(env, "down", "res").returncode == 0
+
+
+def test_up_d_validates_the_file_once(tmp_path: Path, no_leftovers: Leftovers) -> None:
+    """The supervisor forked by `topo up -d` plans from the topology its parent checked."""
+    path = topology(tmp_path, """
+        nodes:
+          one: {command: [sleep, "60"]}
+    """)
+    script = ("import sys; import orchestrator.start.prepare as p\n"
+              "def twice(*a, **k): raise SystemExit('validated a second time')\n"
+              "p.load_or_raise = twice\n"
+              "from orchestrator.cli import main; sys.exit(main(sys.argv[1:]))")
+    env = no_leftovers.env()
+    result = subprocess.run([sys.executable, "-c", script, "up", "-d", str(path)], env=env,
+                            cwd=REPO, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    assert topo(env, "down", "t").returncode == 0
