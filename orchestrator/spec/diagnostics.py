@@ -1,4 +1,9 @@
-"""Diagnostics: what `topo validate` says about a file, with where it says it."""
+"""Diagnostics: what `topo validate` says about a file, with where it says it.
+
+Three severities, read from the code's first letter: E (error: the file cannot run),
+W (warning: it runs, likely not as meant; `--strict` fails on it) and N (note: worth
+knowing, nothing to fix; it never fails `topo validate`, not even with `--strict`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-Severity = Literal["error", "warning"]
+Severity = Literal["error", "warning", "note"]
+SEVERITIES: dict[str, Severity] = {"E": "error", "W": "warning", "N": "note"}
 
 
 @dataclass(frozen=True, order=True)
@@ -31,12 +37,20 @@ class Diagnostic:
     def at(
         cls, pos: Position, code: str, message: str, hint: str = ""
     ) -> Diagnostic:
-        severity: Severity = "warning" if code.startswith("W") else "error"
+        severity = SEVERITIES.get(code[:1], "error")
         return cls(pos.file, pos.line, pos.col, severity, code, message, hint)
 
     @property
     def is_error(self) -> bool:
         return self.severity == "error"
+
+    @property
+    def is_warning(self) -> bool:
+        return self.severity == "warning"
+
+    @property
+    def is_note(self) -> bool:
+        return self.severity == "note"
 
     def sort_key(self) -> tuple[str, int, int, str, str]:
         return (self.file, self.line, self.col, self.code, self.message)
@@ -52,6 +66,22 @@ class Diagnostic:
 def sort_diagnostics(diags: Iterable[Diagnostic]) -> list[Diagnostic]:
     """Stable order, duplicates removed: the same file always prints the same lines."""
     return sorted(set(diags), key=Diagnostic.sort_key)
+
+
+def summary(diags: Iterable[Diagnostic], files: int) -> str:
+    """``2 error(s), 1 warning(s) in 3 file(s)``, with ``, 1 note(s)`` when there are notes."""
+    found = list(diags)
+    errors = sum(d.is_error for d in found)
+    notes = sum(d.is_note for d in found)
+    counts = f"{errors} error(s), {len(found) - errors - notes} warning(s)"
+    if notes:
+        counts += f", {notes} note(s)"
+    return f"{counts} in {files} file(s)"
+
+
+def fails(diags: Iterable[Diagnostic], *, strict: bool = False) -> bool:
+    """Whether ``topo validate`` fails on these: any error, or any warning with ``strict``."""
+    return any(d.is_error or (strict and d.is_warning) for d in diags)
 
 
 def to_json(diags: Iterable[Diagnostic]) -> str:

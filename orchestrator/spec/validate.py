@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from orchestrator.errors import InvalidTopology, UsageError
 from orchestrator.spec.checks import check
-from orchestrator.spec.diagnostics import Diagnostic, sort_diagnostics, to_json
+from orchestrator.spec.diagnostics import Diagnostic, fails, sort_diagnostics, summary, to_json
 from orchestrator.spec.loader import Loaded, load_file
 
 
@@ -52,10 +52,7 @@ def run_validate(files: Sequence[str], *, strict: bool = False, fmt: str = "text
     else:
         for d in all_diags:
             print(d.format())
-        errors = sum(d.is_error for d in all_diags)
-        warnings = len(all_diags) - errors
         if all_diags:
-            print(f"{errors} error(s), {warnings} warning(s) in {len(files)} file(s)",
-                  file=sys.stderr)
-    failed = any(d.is_error for d in all_diags) or (strict and bool(all_diags))
-    return 1 if failed else 0
+            print(summary(all_diags, len(files)), file=sys.stderr)
+    # Notes never fail, not even with --strict: there is nothing to fix.
+    return 1 if fails(all_diags, strict=strict) else 0

@@ -318,11 +318,13 @@ def _ipc(topology: Topology, name: str, res: IpcSpec) -> str:
 
 def _diagnostics(diags: list[Diagnostic]) -> list[str]:
     title = "Errors and warnings" if any(d.is_error for d in diags) else "Warnings"
+    if any(d.is_note for d in diags):
+        title = title.replace(" and ", ", ") + " and notes"
     out = [_heading(title, "-")]
     if not diags:
         out.append(_para("None: `topo validate` finds nothing to warn about."))
     for d in diags:
-        kind = "Error" if d.is_error else "Warning"
+        kind = "Error" if d.is_error else "Note" if d.is_note else "Warning"
         text = _para(f"{kind} {d.code}, line {d.line}: {_sentence(d.message)}")
         if d.hint:
             text += "\n" + _para(f"What to do: {_sentence(d.hint)}", indent=2)

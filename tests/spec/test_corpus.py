@@ -3,7 +3,8 @@
     # expect: E121 10:36
 
 Each expected code must be reported at that line and column, and `topo validate`
-must exit 1 for a file with errors, 0 for warnings only (1 with --strict).
+must exit 1 for a file with errors, 0 for warnings only (1 with --strict), and 0 for
+notes only, even with --strict.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from orchestrator.spec.validate import validate_file
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 FILES = sorted(CORPUS.glob("*.yaml"))
-EXPECT = re.compile(r"^# expect: ([EW]\d{3}) (\d+):(\d+)$")
-ALL_CODES = {"E100", "E101", "E102", "E103", "E110", *(f"E12{i}" for i in range(9)),
-             "E130", "E131", "E132", "E140", *(f"W20{i}" for i in range(1, 9))}
+EXPECT = re.compile(r"^# expect: ([EWN]\d{3}) (\d+):(\d+)$")
+SEVERITY = {"E": "error", "W": "warning", "N": "note"}
+# E111 (a libzmq without CURVE) and E199 (a bug in topo) cannot be shown by a file.
+ALL_CODES = {"E100", "E101", "E102", "E103", "E110", *(f"E12{i}" for i in range(10)),
+             "E130", "E131", "E132", "E133", "E140", *(f"W20{i}" for i in range(1, 10)),
+             "W210", "W211", "N301"}
 
 
 def expectations(path: Path) -> list[tuple[str, int, int]]:
@@ -61,11 +65,11 @@ def test_reported_where_expected(path: Path, capsys: pytest.CaptureFixture[str])
 
     has_errors = any(code.startswith("E") for code, _, _ in expected)
     assert main(["validate", str(path)]) == (1 if has_errors else 0)
-    assert main(["validate", "--strict", str(path)]) == 1
+    assert main(["validate", "--strict", str(path)]) == \
+        (1 if any(not d.is_note for d in diags) else 0)
     out = capsys.readouterr().out
     for code, line, col in expected:
-        severity = "error" if code.startswith("E") else "warning"
-        assert f"{path}:{line}:{col}: {severity}[{code}] " in out
+        assert f"{path}:{line}:{col}: {SEVERITY[code[0]]}[{code}] " in out
 
 
 def test_req_to_pub_names_both_sockets_and_the_peers(capsys: pytest.CaptureFixture[str]) -> None:

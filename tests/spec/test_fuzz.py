@@ -65,6 +65,7 @@ nodes:
     depends_on: [broker]
     ipc: [results]
 """, """
+security: {curve: true, allow: [client.key]}
 nodes:
   pub:
     role: ticker
@@ -110,6 +111,7 @@ ODD_VALUES = st.one_of(
 KEYS = st.sampled_from(["type", "bind", "connect", "role", "run", "command", "sockets", "ipc",
                         "replicas", "with", "options", "subscribe", "depends_on", "between",
                         "size", "value", "key", "mode", "nodes", "name", "vars", "bogus",
+                        "security", "curve", "allow",
                         "sndhwm", "linger", "router_mandatory", "external", "endpoint", "a"])
 
 
@@ -200,8 +202,12 @@ def wired(draw: st.DrawFn) -> str:
             if spec["type"] in ("SUB", "XSUB") and draw(st.booleans()):
                 spec["subscribe"] = [""]
             sockets[s] = spec
-        nodes[n] = {"command": ["prog"], "replicas": draw(st.integers(1, 3)), "sockets": sockets}
-    return str(yaml.safe_dump({"nodes": nodes}))
+        kind: dict[str, Any] = draw(st.sampled_from([{"command": ["prog"]}, {"run": "m:f"}]))
+        nodes[n] = {**kind, "replicas": draw(st.integers(1, 3)), "sockets": sockets}
+    doc: dict[str, Any] = {"nodes": nodes}
+    if draw(st.booleans()):
+        doc["security"] = {"curve": True}
+    return str(yaml.safe_dump(doc))
 
 
 RANDOM_TEXT = st.text(st.sampled_from(list("abc:-[]{}&*!|>'\"#%@`,? \n\t.$0123\\")), max_size=200)
@@ -215,7 +221,7 @@ def _diagnose(text: str) -> list[Any]:
         diags += checks.check(loaded.topology, loaded.source, ENV)
     assert all(d.code != "E199" for d in diags), [d.format() for d in diags]
     for d in diags:
-        assert d.line >= 1 and d.col >= 1 and d.message and d.hint and d.code[0] in "EW"
+        assert d.line >= 1 and d.col >= 1 and d.message and d.hint and d.code[0] in "EWN"
     return diags
 
 
@@ -243,7 +249,7 @@ def test_cli_never_shows_a_traceback(folder: Path, text: str, strict: bool, fmt:
         code = main(args)
     assert code in (0, 1, 2)
     assert "Traceback" not in out.getvalue() + err.getvalue()
-    assert code == (1 if any(d.is_error for d in first) or (strict and first) else 0) \
+    assert code == (1 if any(d.is_error or (strict and d.is_warning) for d in first) else 0) \
         or code == 2
 
 

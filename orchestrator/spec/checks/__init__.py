@@ -1,4 +1,4 @@
-"""Semantic checks of a loaded topology: every E1xx beyond the schema, and W2xx.
+"""Semantic checks of a loaded topology: every E1xx beyond the schema, W2xx and N3xx.
 
 The codes are listed in docs/reference.md#diagnostics. ``check`` is called once
 the loader produced a ``Topology``; it returns diagnostics and never raises. The
@@ -10,6 +10,8 @@ work is split by subject, one pass each:
                  that ``spec/links.py`` resolves for the graph and explain too
     ipc.py       IPC resources (E130-E132)
     booleans.py  yes / no / on / off where env, vars or subscribe want text (E101)
+    security.py  CURVE (E111 E129 E133, W209-W211, N301): what it cannot cover, what it
+                 leaves plain, the `allow:` key files
 
 ``context.py`` holds what every pass works on. Every pass is linear in the size of
 the file: binds are indexed by endpoint, nothing compares all sockets pairwise.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 
-from orchestrator.spec.checks import booleans, ipc, links, nodes, roles
+from orchestrator.spec.checks import booleans, ipc, links, nodes, roles, security
 from orchestrator.spec.checks.context import Context
 from orchestrator.spec.diagnostics import Diagnostic
 from orchestrator.spec.model import Topology
@@ -29,7 +31,7 @@ from orchestrator.spec.source import SourceMap, paused_gc
 # Every pass, in the order they run (``validate_file`` sorts what they find).
 PASSES: tuple[Callable[[Context], None], ...] = (
     nodes.check_kinds, roles.check_roles, nodes.check_sockets, nodes.check_depends_on,
-    links.check_links, ipc.check_ipc, booleans.check_booleans)
+    links.check_links, ipc.check_ipc, booleans.check_booleans, security.check_security)
 
 
 def check(

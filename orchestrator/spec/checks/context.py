@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from orchestrator.paths import state_root
 from orchestrator.spec.diagnostics import Diagnostic
+from orchestrator.spec.links import Resolution, resolve
 from orchestrator.spec.model import Topology
 from orchestrator.spec.source import PathKey, SourceMap
 
@@ -18,6 +20,15 @@ class Context:
     source: SourceMap
     environ: Mapping[str, str]
     diags: list[Diagnostic] = field(default_factory=list)
+    _resolution: Resolution | None = field(default=None, init=False, repr=False)
+
+    def resolution(self) -> Resolution:
+        """The binds and links of the file (``links.resolve``), resolved once for every pass;
+        relative ipc paths are placed in the run folder the file would get."""
+        if self._resolution is None:
+            self._resolution = resolve(self.topology,
+                                       state_root(self.environ) / self.topology.name)
+        return self._resolution
 
     def emit(self, path: PathKey, code: str, message: str, hint: str, *, key: bool = False) -> None:
         pos = self.source.key(*path) if key else self.source.value(*path)

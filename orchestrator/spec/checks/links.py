@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from orchestrator.paths import state_root
 from orchestrator.spec import zmqrules
 from orchestrator.spec.checks.context import Context
-from orchestrator.spec.links import Bound, Link, Resolution, SocketRef, resolve
+from orchestrator.spec.links import Bound, Link, Resolution, SocketRef
 from orchestrator.spec.phrases import did_you_mean, words
+from orchestrator.spec.security import protected
 from orchestrator.spec.source import PathKey
 
 
@@ -33,7 +33,7 @@ def collect_links(ctx: Context) -> tuple[list[Link], set[SocketRef], set[SocketR
     """The links between sockets of the topology, the sockets with an outside peer, and those
     already reported as broken (their endpoint problems are emitted here: E120 E122
     E124-E126, W204 W206 W208)."""
-    found = resolve(ctx.topology, state_root(ctx.environ) / ctx.topology.name)
+    found = ctx.resolution()
     external = {b.sock for b in found.binds if b.external}
     bad_binds = {b.sock for b in found.binds if b.lit is None}
     broken = set(bad_binds)  # sockets already reported for a bad or dangling endpoint
@@ -70,9 +70,25 @@ def _check_bind(ctx: Context, b: Bound) -> None:
         return
     if b.lit.transport in ("tcp", "udp", "ws", "wss") and b.lit.host == "*":
         ctx.emit(path, "W206", f"socket {b.sock} binds {b.text} on every network interface, so "
-                 "other machines can reach it", "bind on 127.0.0.1 unless other hosts should "
-                 "connect")
+                 "other machines can reach it", _every_interface_hint(ctx, b))
     _pair_over_tcp(ctx, b.sock, path, b.lit.transport)
+
+
+def _every_interface_hint(ctx: Context, b: Bound) -> str:
+    """W206's hint: what CURVE does (or would do) for a bind other hosts can reach."""
+    hint = "bind on 127.0.0.1 unless other hosts should connect"
+    node = ctx.topology.nodes[b.sock.node]
+    assert b.lit is not None
+    if not protected(b.lit.transport) or node.sockets[b.sock.socket].type == "STREAM":
+        return hint  # CURVE cannot cover it (E129 says so when curve is on)
+    if not ctx.topology.security.curve:
+        return (f"{hint}; if they should, set `security: {{curve: true}}` so the link is "
+                "encrypted and only known keys get in")
+    if node.kind == "command":
+        return (f"{hint}: with security.curve the link is encrypted, but a command node's "
+                "program checks no client keys (W209), and any machine can reach the port")
+    return (f"{hint}: with security.curve the link is encrypted and only the file's nodes and "
+            "the `allow:` keys get in, but any machine can still reach the port")
 
 
 def _pair_over_tcp(ctx: Context, sock: SocketRef, path: PathKey, transport: str | None) -> None:
