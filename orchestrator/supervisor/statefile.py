@@ -51,7 +51,11 @@ class StateFile:
             "supervisor": me(),
             "guardian": spawner.guardian_pid,
             "started": time.time(),
-            "curve": plan.curve,  # security.curve: `topo ps` says so, `topo keys` prints them
+            "curve": plan.curve,  # security.curve: `topo ps` says so
+            # Each node's public key, in file order, wherever its files are (keys/ of the
+            # run folder, or `topo up --keys DIR`): what `topo keys` prints.
+            "curve_keys": {r.node: r.curve_public_key for r in plan.replicas
+                           if r.curve_public_key},
             "endpoints": {
                 r.name: {s.name: {"type": s.type, "bind": list(s.bind),
                                   "connect": list(s.connect)}

@@ -1,9 +1,11 @@
 """`topo keys RUN [NODE]`: the CURVE public keys of a run's nodes, in Z85.
 
-A run with ``security: {curve: true}`` holds one certificate per node in ``keys/``
-of its folder (``NODE.key``, made by ``start/prepare.py``); this prints the public
-key of each, as ``NODE  KEY`` lines in the order of the file, or only the key of
-NODE. An outside client needs the key of the node it connects to (its server key),
+A run with ``security: {curve: true}`` has one key pair per node: made in ``keys/``
+of its folder (``NODE.key``, by ``start/prepare.py``), or taken from ``topo up --keys
+DIR``. Its state file records each node's public key (``curve_keys``, in the order of
+the file); until the supervisor has written it (a run still starting), the certificates
+in ``keys/`` are read instead. This prints them as ``NODE  KEY`` lines, or only the key
+of NODE. An outside client needs the key of the node it connects to (its server key),
 and the run's servers let it in only when its own key was allowed (``security.allow``,
 ``topo up --allow``).
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.certs import PUBLIC_SUFFIX, KeyFileError, read_public
+from orchestrator.certs import PUBLIC_SUFFIX, KeyFileError, is_z85_key, read_public
 from orchestrator.errors import ControlError, RunError
 from orchestrator.paths import KEYS_DIR
 from orchestrator.runs.client import Run, find_run, print_table
@@ -41,6 +43,11 @@ def public_keys(run: Run) -> dict[str, str]:
     Raises ``ControlError`` when the run has no keys (it does not use CURVE, or its
     key folder is gone), ``RunError`` when a key file cannot be read.
     """
+    recorded = (run.state or {}).get("curve_keys")
+    if isinstance(recorded, dict) and recorded and all(
+            isinstance(k, str) and isinstance(v, str) and is_z85_key(v)
+            for k, v in recorded.items()):
+        return dict(recorded)
     folder = run.folder / KEYS_DIR
     try:
         names = [p.name.removesuffix(PUBLIC_SUFFIX) for p in folder.iterdir()

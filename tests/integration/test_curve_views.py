@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.certs import is_z85_key, read_public
+from orchestrator.certs import is_z85_key, make_keys, read_public
 from orchestrator.paths import KEYS_DIR
 from orchestrator.runs.folder import read_state, supervisor_alive
 from tests.conftest import Leftovers
@@ -60,6 +60,8 @@ def test_a_live_curve_run_in_ps_and_keys(no_leftovers: Leftovers) -> None:
         for name, key in rows:
             assert is_z85_key(key) and key == read_public(folder / f"{name}.key")
         keys = dict(rows)
+        state = read_state(no_leftovers.root / "sec")
+        assert state is not None and state["curve"] is True and state["curve_keys"] == keys
         one = topo(env, "keys", "sec", "broker")
         assert (one.returncode, one.stdout) == (0, f"{keys['broker']}\n")
         by_file = topo(env, "keys", str(SAMPLE), "worker.1")  # the run started from the file
@@ -72,6 +74,29 @@ def test_a_live_curve_run_in_ps_and_keys(no_leftovers: Leftovers) -> None:
         assert topo(env, "down", "sec").returncode == 0
     gone = topo(env, "keys", "sec")
     assert gone.returncode == 1 and gone.stderr.startswith("topo: no run named sec")
+
+
+def test_keys_of_a_run_whose_key_files_came_from_elsewhere(
+    tmp_path: Path, no_leftovers: Leftovers,
+) -> None:
+    """`topo up --keys DIR`: no keys/ in the run folder; the state still names every key."""
+    made = make_keys(tmp_path / "keys", ["broker", "worker", "pair", "client"])
+    env = no_leftovers.env()
+    # What `topo up -d --keys DIR` calls, in a process of its own.
+    start = ("import sys; from orchestrator.start.detached import up_detached; "
+             "print(up_detached(sys.argv[1], run_id='given', keys=sys.argv[2]))")
+    up = subprocess.run([sys.executable, "-c", start, str(SAMPLE), str(tmp_path / "keys")],
+                        env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
+                        check=False)
+    assert (up.returncode, up.stdout) == (0, "given\n"), up.stderr
+    try:
+        assert not (no_leftovers.root / "given" / KEYS_DIR).exists()
+        listed = topo(env, "keys", "given")
+        assert listed.returncode == 0, listed.stderr
+        assert [line.split() for line in listed.stdout.splitlines()] == [
+            [n, made[n]] for n in ("broker", "worker", "pair", "client")]
+    finally:
+        assert topo(env, "down", "given").returncode == 0
 
 
 def test_a_live_run_without_curve_in_ps_and_keys(tmp_path: Path, no_leftovers: Leftovers) -> None:

@@ -102,6 +102,29 @@ def test_keys_needs_a_run_and_takes_one_node(capsys: pytest.CaptureFixture[str])
     assert code == 2 and "unrecognized arguments: c" in err
 
 
+def test_the_keys_the_state_records_need_no_key_folder(
+    state_dir: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A run started with `topo up --keys DIR` has its key files in DIR, not in keys/."""
+    made_run(state_dir, "given", curve=True, with_keys=False)
+    elsewhere = make_keys(state_dir / "dir", ["worker", "broker", "client"])
+    state = json.loads((state_dir / "given" / "state.json").read_text())
+    state["curve_keys"] = {n: elsewhere[n] for n in NODES}
+    write_state(state_dir / "given", state)
+    (state_dir / "dir" / "worker.key").unlink()  # only the state is read
+    code, out, _ = run_cli(capsys, "keys", "given")
+    assert code == 0
+    assert [line.split() for line in out.splitlines()] == [[n, elsewhere[n]] for n in NODES]
+    assert run_cli(capsys, "keys", "given", "client") == (0, f"{elsewhere['client']}\n", "")
+
+
+def test_keys_in_the_state_that_are_not_keys_are_not_printed(state_dir: Path) -> None:
+    folder = made_run(state_dir, "odd", curve=True)
+    write_state(folder, {"run_id": "odd", "curve": True, "curve_keys": {"broker": "nope"}})
+    found = public_keys(find_run("odd"))  # the certificates in keys/ instead
+    assert found == {n: read_public(folder / KEYS_DIR / f"{n}.key") for n in sorted(NODES)}
+
+
 def test_a_curve_run_whose_keys_are_gone_says_so(state_dir: Path) -> None:
     made_run(state_dir, "gone", curve=True, with_keys=False)
     with pytest.raises(ControlError, match=r"run gone uses CURVE, but its keys are gone"):
