@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from pathlib import Path
 
 import zmq
 from zmq.utils import z85
@@ -132,22 +131,38 @@ def write_public(path: str | os.PathLike[str], public: str) -> None:
 def make_keys(folder: str | os.PathLike[str], names: Iterable[str]) -> dict[str, str]:
     """A key pair per name in a new folder (0700); return each name's public key.
 
-    The folder must not exist yet: a run's keys are made once, by the run.
+    The folder must not exist yet: a run's keys are made once, by the run. The files
+    are opened relative to the folder and written with one ``write`` each: a run of 200
+    nodes makes 400 of them before its first node starts.
     """
-    folder = Path(folder)
+    folder = os.fspath(folder)
     old_umask = os.umask(0o077)  # whatever the caller's: nothing here is made for others first
     try:
-        folder.mkdir(mode=0o700)
+        os.mkdir(folder, 0o700)
         os.chmod(folder, 0o700)
-        publics: dict[str, str] = {}
-        for name in names:
-            public, secret = keypair()
-            write_secret(folder / f"{name}{SECRET_SUFFIX}", public, secret)
-            write_public(folder / f"{name}{PUBLIC_SUFFIX}", public)
-            publics[name] = public
+        dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            publics: dict[str, str] = {}
+            for name in names:
+                public, secret = keypair()
+                _create(f"{name}{SECRET_SUFFIX}", 0o600, certificate(public, secret), dir_fd)
+                publics[name] = public
+            os.umask(0o022)  # public files 0644 as created, without a chmod each
+            for name, public in publics.items():
+                _create(f"{name}{PUBLIC_SUFFIX}", 0o644, certificate(public), dir_fd)
+        finally:
+            os.close(dir_fd)
     finally:
         os.umask(old_umask)
     return publics
+
+
+def _create(name: str, mode: int, text: str, dir_fd: int) -> None:
+    fd = os.open(name, SECRET_FLAGS, mode, dir_fd=dir_fd)
+    try:
+        os.write(fd, text.encode("ascii"))
+    finally:
+        os.close(fd)
 
 
 def _read(path: str | os.PathLike[str]) -> str:

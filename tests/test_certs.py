@@ -34,9 +34,17 @@ def test_is_z85_key_refuses_near_misses() -> None:
     assert not certs.is_z85_key("")
 
 
-def test_make_keys_writes_private_secrets_and_readable_publics(tmp_path: Path) -> None:
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077, 0o277])
+def test_make_keys_writes_private_secrets_and_readable_publics(tmp_path: Path,
+                                                              umask: int) -> None:
+    """Whatever the caller's umask, and the umask is the caller's again afterwards."""
     folder = tmp_path / "keys"
-    publics = certs.make_keys(folder, ["broker", "worker"])
+    old = os.umask(umask)
+    try:
+        publics = certs.make_keys(folder, ["broker", "worker"])
+        assert os.umask(umask) == umask
+    finally:
+        os.umask(old)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     for name, public in publics.items():
         secret_file = folder / f"{name}.key_secret"

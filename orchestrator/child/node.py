@@ -179,7 +179,7 @@ def run_child(
     try:
         try:
             curve = node_curve(ctx, replica)
-            sockets = build_sockets(ctx, replica.sockets, curve)
+            sockets = build_sockets(ctx, replica.sockets, curve, start=False)
         except RunError as exc:
             print(f"{replica.name}: {exc}", file=sys.stderr)
             return 1
@@ -208,6 +208,8 @@ def _call(node: Node, target: NodeFunction, stop_signal: int, ready_fd: int | No
                 os.write(fd, b"R")
             finally:
                 os.close(fd)
+        if node.curve is not None:
+            node.curve.start()  # after the ready byte: a thread's start is not on that path
         return exit_status(target(node))
     except SystemExit as exc:
         return exit_status(exc.code)

@@ -25,14 +25,16 @@ if TYPE_CHECKING:
 
 
 def build_sockets(
-    ctx: zmq.Context[Any], sockets: Sequence[SocketPlan], curve: Curve | None = None
+    ctx: zmq.Context[Any], sockets: Sequence[SocketPlan], curve: Curve | None = None,
+    *, start: bool = True,
 ) -> dict[str, zmq.Socket[Any]]:
     """Create, configure, bind and connect every socket; ``RunError`` with a sentence on failure.
 
     Linger is 0 unless the plan sets it, so closing never waits for lost peers.
     ``curve``: the node's CURVE (``curve.py``), for the sockets whose plan uses it; its
-    thread is started once every socket is made. On failure, the sockets made so far
-    are closed, and so is ``curve``.
+    thread is started once every socket is made, or by the caller (``start=False``: a
+    forked node says it is ready first; handshakes wait for the ZAP handler meanwhile).
+    On failure, the sockets made so far are closed, and so is ``curve``.
     """
     made: dict[str, zmq.Socket[Any]] = {}
     bound: list[str] = []
@@ -41,7 +43,7 @@ def build_sockets(
             curve.open(sockets)
         for plan in sockets:
             made[plan.name] = _socket(ctx, plan, bound, curve if plan.curve else None)
-        if curve is not None:
+        if curve is not None and start:
             curve.start()
     except BaseException:
         for sock in made.values():
