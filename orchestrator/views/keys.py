@@ -9,6 +9,10 @@ of NODE. An outside client needs the key of the node it connects to (its server 
 and the run's servers let it in only when its own key was allowed (``security.allow``,
 ``topo up --allow``).
 
+``topo keys --make DIR FILE`` makes the key pairs of FILE's nodes once, in a new folder
+DIR, for runs that share them: the groups of one exported run (``topo up --group G
+--keys DIR``).
+
 Exit status: 0 done; 1 the run is unknown, does not use CURVE, has no node NODE, or a
 key file cannot be read; 2 bad arguments. Each failure is one sentence on stderr.
 """
@@ -17,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.certs import PUBLIC_SUFFIX, KeyFileError, is_z85_key, read_public
+from orchestrator.certs import PUBLIC_SUFFIX, KeyFileError, is_z85_key, make_keys, read_public
 from orchestrator.errors import ControlError, RunError
 from orchestrator.paths import KEYS_DIR
 from orchestrator.runs.client import Run, find_run, print_table
@@ -87,3 +91,22 @@ def _node_of_replica(name: str) -> str:
     """``worker.1`` -> ``worker`` (all replicas of a node share its key); else ``name``."""
     node, dot, index = name.rpartition(".")
     return node if dot and index.isdigit() else name
+
+
+def make(folder: str, file: str) -> int:
+    """`topo keys --make DIR FILE`: a key pair per node of FILE in the new folder DIR."""
+    # deferred: the file model, which printing keys never needs
+    from orchestrator.spec.validate import load_or_raise
+
+    topology = load_or_raise(file).topology
+    assert topology is not None  # load_or_raise raises when the file has errors
+    try:
+        made = make_keys(folder, topology.nodes)
+    except FileExistsError:
+        raise RunError(f"{folder} exists already: --make makes a new folder, so that no key "
+                       "is ever reused or overwritten") from None
+    except OSError as exc:
+        raise RunError(f"cannot make the key folder {folder}: {exc.strerror}") from None
+    print(f"made {len(made)} key pairs in {folder} (secrets 0600, the folder 0700): "
+          f"`topo up {file} --keys {folder}`")
+    return 0

@@ -241,3 +241,36 @@ def test_curve_off_by_default_and_allow_without_curve_is_refused(
     with orchestrator.up(path, timeout=15, env=no_leftovers.env()) as run:
         assert not (run.folder / "keys").exists()
         assert ask(run.connect("broker.frontend", timeout=5)) == b"hello"
+
+
+def test_keys_made_once_and_shared_by_runs_with_keys(
+    tmp_path: Path, no_leftovers: Leftovers
+) -> None:
+    """`topo keys --make DIR FILE`, then `topo up --keys DIR`: the run makes no keys of its own,
+    uses DIR's, and leaves DIR alone (the run did not make it)."""
+    path = topology(tmp_path, BROKER)
+    env = no_leftovers.env()
+    folder = tmp_path / "shared"
+    made = topo(env, "keys", "--make", str(folder), str(path))
+    assert made.returncode == 0 and "made 2 key pairs" in made.stdout, made.stderr
+    again = topo(env, "keys", "--make", str(folder), str(path))
+    assert again.returncode == 1 and "exists already" in again.stderr
+    assert topo(env, "up", "-d", str(path), "-p", "shared", "--keys", str(folder)).returncode == 0
+    try:
+        assert not (no_leftovers.root / "shared" / "keys").exists()
+        shown = topo(env, "keys", "shared", "broker").stdout.strip()
+        assert shown == read_public(folder / "broker.key")
+        ctx, sock = outsider(f"ipc://{no_leftovers.root}/shared/frontend", shown)
+        try:
+            assert ask(sock) is None  # this process is no node of the run: refused
+        finally:
+            ctx.destroy(linger=0)
+    finally:
+        assert topo(env, "down", "shared").returncode == 0
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "broker.key", "broker.key_secret", "worker.key", "worker.key_secret"]
+    plain = topology(tmp_path, BROKER.replace("    security: {curve: true}\n", ""), name="p")
+    result = topo(env, "up", "-d", str(plain), "--keys", str(folder))
+    assert result.returncode == 2 and "does not use CURVE" in result.stderr
+    grouped = topo(env, "up", "-d", str(path), "--group", "broker")
+    assert grouped.returncode == 2 and "needs --keys DIR" in grouped.stderr
