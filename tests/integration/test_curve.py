@@ -11,6 +11,7 @@ import signal
 import stat
 from pathlib import Path
 
+import pytest
 import zmq
 
 import orchestrator
@@ -274,3 +275,20 @@ def test_keys_made_once_and_shared_by_runs_with_keys(
     assert result.returncode == 2 and "does not use CURVE" in result.stderr
     grouped = topo(env, "up", "-d", str(path), "--group", "broker")
     assert grouped.returncode == 2 and "needs --keys DIR" in grouped.stderr
+
+
+def test_a_key_folder_that_cannot_be_made_is_one_sentence_and_leaves_nothing(
+    tmp_path: Path, no_leftovers: Leftovers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.errors import RunError
+    from orchestrator.start import prepare as prepare_module
+
+    def refuse(folder: object, names: object) -> dict[str, str]:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(prepare_module, "make_keys", refuse)
+    path = topology(tmp_path, BROKER)
+    with pytest.raises(RunError, match=r"cannot make the run's CURVE keys in .*/keys: "
+                                       r"Permission denied"):
+        prepare_module.prepare(path, run_id="nokeys", environ=no_leftovers.env())
+    assert not (no_leftovers.root / "nokeys").exists()
