@@ -100,6 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN|FILE")
     p.add_argument("node", nargs="?", metavar="NODE", help="only this node's key")
 
+    p = sub.add_parser("export", help="write a topology for another platform (kubernetes)")
+    targets = p.add_subparsers(dest="target", metavar="TARGET", parser_class=_Parser,
+                               required=True)
+    p = targets.add_parser("kubernetes", help="Kubernetes manifests: one workload per group")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--image", metavar="IMAGE",
+                   help="the image every container runs: the project, with topo installed")
+    p.add_argument("-o", "--output", dest="output", metavar="OUT",
+                   help="write the manifests to OUT instead of stdout")
+    p.add_argument("--namespace", metavar="NS", help="put every object in namespace NS")
+    p.add_argument("--workdir", default="/app", metavar="DIR",
+                   help="where the image holds the project (default /app)")
+    p.add_argument("--explain", action="store_true",
+                   help="say which link put which nodes together and what each group "
+                        "becomes, instead of the manifests")
+
     sub.add_parser("gc", help="remove what dead runs left behind (only topo's own)")
 
     p = sub.add_parser("restart", help="restart a node (all replicas) or one replica node.N")
@@ -245,6 +261,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.command == "ls":
             return runs.ls(as_json=args.json)
         return runs.restart(args.run, args.nodes)
+    if args.command == "export":
+        # deferred: each command loads only its own layers
+        from orchestrator.export.kubernetes import run_export
+
+        return run_export(args.file, image=args.image, out=args.output,
+                          namespace=args.namespace, workdir=args.workdir, explain=args.explain)
     if args.command == "gc":
         # deferred: each command loads only its own layers
         from orchestrator.paths import state_root

@@ -30,7 +30,10 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "spec": frozenset({"base"}),
     "views": frozenset({"spec", "supervisor", "runs", "ipc", "base"}),
     "start": frozenset({"spec", "supervisor", "runs", "ipc", "child", "base"}),
-    "front": frozenset({"start", "views", "spec", "supervisor", "runs", "ipc", "child", "base"}),
+    # Exporters read the file model and write text: nothing that runs a node.
+    "export": frozenset({"spec", "base"}),
+    "front": frozenset({"start", "views", "export", "spec", "supervisor", "runs", "ipc", "child",
+                        "base"}),
 }
 
 # The layers that end up in the lean supervisor and every forked node: no heavy libraries.
@@ -259,8 +262,15 @@ def test_the_checker_allows_downward_imports() -> None:
         "orchestrator.supervisor.spawn": "orchestrator.runs.procinfo",
         "orchestrator.views.graph": "orchestrator.spec.links",
         "orchestrator.spec.model": "orchestrator.units",
+        "orchestrator.api": "orchestrator.export.kubernetes",
+        "orchestrator.export.workloads": "orchestrator.spec.groups",
     }
     assert check_layers(_imp(m, t) for m, t in good.items()) == []
+
+
+def test_the_checker_keeps_exporters_away_from_what_runs_nodes() -> None:
+    assert check_layers([_imp("orchestrator.export.kubernetes", "orchestrator.start.prepare")])
+    assert check_layers([_imp("orchestrator.supervisor.run", "orchestrator.export.manifests")])
 
 
 def test_the_checker_finds_a_cycle_and_ignores_function_level_imports() -> None:
