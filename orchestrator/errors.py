@@ -7,7 +7,6 @@
     │   ├── RunAlive             the run id is already in use by a live run
     │   ├── NotReady             a node did not become ready in time
     │   └── IpcError             a SysV / socketpair / fifo resource could not be made
-    ├── ExportRefused            `topo export` cannot carry what the file asks for (exit 1)
     └── ControlError             a running supervisor could not be reached (exit 1)
 
 The CLI catches ``TopoError`` only, prints ``str(exc)`` and exits with
@@ -59,10 +58,6 @@ class NotReady(RunError):
 
 class IpcError(RunError):
     pass
-
-
-class ExportRefused(TopoError):
-    exit_code = 1
 
 
 class ControlError(TopoError):

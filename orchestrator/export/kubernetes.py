@@ -6,8 +6,9 @@ Service (when other groups connect to it) and a workload whose container runs
 ``topo up FILE --group GROUP`` (``workloads`` decides, ``manifests`` writes).
 
 Refused, with diagnostics and exit 1, before anything is written: a file with
-errors, and what cannot cross hosts (E15x, ``spec/checks/hosts.py``). CURVE is
-refused too, for now: its keys would need a Secret the runtime does not read yet.
+errors, and what cannot cross hosts (E15x, ``spec/checks/hosts.py``). A CURVE
+topology's pods mount the key pairs of ``topo keys --make`` from a Secret the user
+makes (``TOPOLOGY-curve-keys``): no key is in the output, which stays the same bytes.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from typing import TextIO
 
 import yaml
 
-from orchestrator.errors import ExportRefused, InvalidTopology, UsageError
+from orchestrator.errors import InvalidTopology, UsageError
 from orchestrator.export.explain import explain_export
-from orchestrator.export.manifests import Target, documents
+from orchestrator.export.manifests import KEYS_DIR, Target, documents, keys_secret_name
 from orchestrator.export.workloads import Export, plan_export, variables_used
 from orchestrator.export.yamlout import render
 from orchestrator.spec.diagnostics import Diagnostic
@@ -52,8 +53,8 @@ def export_kubernetes(file: str | os.PathLike[str], *, image: str | None,
 
     ``cwd`` is the folder the image holds at ``workdir`` (default: the current one);
     ``file`` must be inside it. Raises ``InvalidTopology`` (exit 1) for a file with
-    errors or one that cannot cross hosts, ``ExportRefused`` (exit 1) for CURVE and
-    ``UsageError`` (exit 2) for bad arguments.
+    errors or one that cannot cross hosts, and ``UsageError`` (exit 2) for bad
+    arguments.
     """
     env = os.environ if environ is None else environ
     if not explain and not image:
@@ -68,10 +69,6 @@ def export_kubernetes(file: str | os.PathLike[str], *, image: str | None,
     loaded = load_or_raise(file, env)
     topology = loaded.topology
     assert topology is not None  # load_or_raise raises when the file has errors
-    if topology.security.curve:
-        raise ExportRefused(
-            f"{file}: topo export kubernetes cannot carry the CURVE keys of security: "
-            "{curve: true} yet; export a copy without it, or run it on one machine")
     refused = [d for d in host_checks(topology, loaded.source) if d.is_error]
     if refused:
         raise InvalidTopology(refused)
@@ -80,7 +77,8 @@ def export_kubernetes(file: str | os.PathLike[str], *, image: str | None,
     notes = [f"{w.name}: {n}" for w in export.workloads for n in w.notes]
     if explain:
         return Exported(explain_export(export, in_image), notes, export)
-    target = Target(image or "", in_image, workdir, namespace, variables)
+    secret = keys_secret_name(topology.name) if topology.security.curve else None
+    target = Target(image or "", in_image, workdir, namespace, variables, secret)
     text = render(header(export, target), documents(export, target))
     return Exported(text, notes, export)
 
@@ -173,6 +171,13 @@ def header(export: Export, target: Target) -> list[str]:
                 f"replica {r} " if spec.replicas > 1 else "")
             seen = "its group's Service" if (node, sock, i, r) in exposed else "inside its pod"
             lines.append(f"  {node}.{sock} {where}: {port} ({seen})".replace(" :", ":"))
+    if target.keys_secret is not None:
+        ns = f" -n {target.namespace}" if target.namespace else ""
+        lines += ["", "CURVE (security: {curve: true}): every group reads the same key pairs "
+                      f"from the Secret {target.keys_secret}, mounted at {KEYS_DIR}; make it "
+                      "once, before applying these:",
+                  f"  topo keys --make keys/ {target.file}",
+                  f"  kubectl create secret generic {target.keys_secret} --from-file=keys/{ns}"]
     if target.variables:
         lines += ["", f"Set when it was exported: {', '.join(target.variables)}; every "
                       "container gets the same values, so that it reads the file the same way."]

@@ -13,10 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.certs import PUBLIC_SUFFIX, SECRET_SUFFIX
 from orchestrator.export.workloads import JOB, STATEFULSET, Export, Workload
 
 READY_FILE = "/tmp/topo-ready"
 STATE_DIR = "/tmp/topo"
+KEYS_DIR = "/etc/topo/keys"  # where a CURVE topology's Secret is mounted (`topo up --keys`)
+PUBLIC_MODE, SECRET_MODE = 0o444, 0o400
 PART_OF, COMPONENT = "app.kubernetes.io/part-of", "app.kubernetes.io/component"
 INDEX_FIELDS = {
     STATEFULSET: "metadata.labels['apps.kubernetes.io/pod-index']",
@@ -63,6 +66,7 @@ class Target:
     workdir: str = "/app"
     namespace: str | None = None
     variables: Mapping[str, str] = field(default_factory=dict)  # ${VAR}s set at export
+    keys_secret: str | None = None  # CURVE: the Secret made from `topo keys --make DIR FILE`
 
 
 def label_value(text: str) -> str:
@@ -91,7 +95,7 @@ def documents(export: Export, target: Target) -> list[Document]:
     for work in export.workloads:
         service = _service(export, work, target)
         workload = _workload(export, work, target)
-        (service or workload).comments = _group_comments(work)
+        (service or workload).comments = _group_comments(work, target)
         if service is not None:
             docs.append(service)
         docs.append(workload)
@@ -106,12 +110,22 @@ def _metadata(export: Export, work: Workload, target: Target) -> dict[str, Any]:
     return meta
 
 
-def _group_comments(work: Workload) -> list[str]:
+def keys_secret_name(topology_name: str) -> str:
+    """The Secret that holds a CURVE topology's key files: ``TOPOLOGY-curve-keys``."""
+    stem = re.sub(r"[^a-z0-9-]+", "-", topology_name.lower()).strip("-")[:52].rstrip("-")
+    return f"{stem or 'topo'}-curve-keys"
+
+
+def _group_comments(work: Workload, target: Target) -> list[str]:
     lines = [f"group {work.name}: {', '.join(work.group.nodes)}"]
     lines += [f"  {j}" for j in work.group.joins]
     lines.append(f"{work.kind}: {work.why}")
     lines += [f"note: {n}" for n in work.notes]
     lines += work.remarks
+    if target.keys_secret is not None:
+        lines.append(f"CURVE: Secret {target.keys_secret} at {KEYS_DIR} (`topo up --keys`): "
+                     "every node's public key (mode 0444 = 292), and the secret keys of this "
+                     "group's nodes only (mode 0400 = 256)")
     return lines
 
 
@@ -132,7 +146,7 @@ def _service(export: Export, work: Workload, target: Target) -> Document | None:
 
 def _workload(export: Export, work: Workload, target: Target) -> Document:
     template = {"metadata": {"labels": labels(export, work)},
-                "spec": _pod_spec(work, target)}
+                "spec": _pod_spec(export, work, target)}
     spec: dict[str, Any]
     if work.kind == JOB:
         spec = {"backoffLimit": 0}
@@ -152,10 +166,12 @@ def _workload(export: Export, work: Workload, target: Target) -> Document:
     return Document(body)
 
 
-def _pod_spec(work: Workload, target: Target) -> dict[str, Any]:
+def _pod_spec(export: Export, work: Workload, target: Target) -> dict[str, Any]:
     command = ["topo", "up", target.file, "--group", work.name]
     if work.replica_arg is not None:
         command += ["--replica", work.replica_arg]
+    if target.keys_secret is not None:
+        command += ["--keys", KEYS_DIR]
     command += ["--ready-file", READY_FILE, "--no-color"]
     env: list[dict[str, Any]] = [{"name": "TOPO_STATE_DIR", "value": STATE_DIR}]
     if work.indexed:
@@ -169,6 +185,9 @@ def _pod_spec(work: Workload, target: Target) -> dict[str, Any]:
     if work.ports:
         container["ports"] = [{"name": p.name, "containerPort": p.port, "protocol": "TCP"}
                               for p in work.ports]
+    if target.keys_secret is not None:
+        container["volumeMounts"] = [{"name": "curve-keys", "mountPath": KEYS_DIR,
+                                      "readOnly": True}]
     container["readinessProbe"] = {"exec": {"command": ["test", "-f", READY_FILE]},
                                    "periodSeconds": 2}
     pod: dict[str, Any] = {
@@ -184,7 +203,20 @@ def _pod_spec(work: Workload, target: Target) -> dict[str, Any]:
     if waits:
         pod["initContainers"] = waits
     pod["containers"] = [container]
+    if target.keys_secret is not None:
+        pod["volumes"] = [_keys_volume(export, work, target.keys_secret)]
     return pod
+
+
+def _keys_volume(export: Export, work: Workload, secret: str) -> dict[str, Any]:
+    """Every node's public key (the group checks its clients and knows its servers), and
+    the secret keys of the group's own nodes: no pod holds another group's secret."""
+    items = [{"key": f"{n}{PUBLIC_SUFFIX}", "path": f"{n}{PUBLIC_SUFFIX}", "mode": PUBLIC_MODE}
+             for n in export.topology.nodes]
+    items += [{"key": f"{n}{SECRET_SUFFIX}", "path": f"{n}{SECRET_SUFFIX}", "mode": SECRET_MODE}
+              for n in work.group.nodes]
+    return {"name": "curve-keys", "secret": {"secretName": secret, "defaultMode": SECRET_MODE,
+                                             "items": items}}
 
 
 def _init_containers(work: Workload, target: Target) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import build_parser, main
-from orchestrator.errors import ExportRefused, InvalidTopology, TopoError
+from orchestrator.errors import InvalidTopology, RunError, TopoError
 from orchestrator.export import kubernetes
 from orchestrator.export.kubernetes import export_kubernetes
 from orchestrator.spec.diagnostics import Diagnostic
@@ -35,7 +35,7 @@ def _export(file: Path, **kw: object) -> kubernetes.Exported:
 def test_every_teaching_topology_exports_or_is_refused_with_a_sentence(file: Path) -> None:
     try:
         done = _export(file)
-    except (InvalidTopology, ExportRefused) as exc:
+    except (InvalidTopology, RunError) as exc:  # errors in the file, or ports that do not fit
         assert str(exc) and "Traceback" not in str(exc)
         return
     docs = load_all(done.text)
@@ -210,12 +210,28 @@ def test_cli_refuses_what_cannot_cross_hosts_and_writes_nothing(
     assert not out.exists()
 
 
-def test_cli_refuses_curve_in_one_sentence(capsys: pytest.CaptureFixture[str],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(ROOT)
-    code, stdout, stderr = _cli(capsys, "topologies/ironhouse.yaml", "--image", IMAGE)
-    assert (code, stdout) == (1, "")
-    assert stderr.count("\n") == 1 and "CURVE" in stderr
+def test_curve_keys_come_from_a_secret_each_pod_sees_only_its_own_secret_keys() -> None:
+    done = _export(ROOT / "topologies/ironhouse.yaml", namespace="zmq")
+    assert "#   topo keys --make keys/ topologies/ironhouse.yaml\n" in done.text
+    assert ("#   kubectl create secret generic ironhouse-curve-keys --from-file=keys/ -n zmq\n"
+            in done.text)
+    assert "secret-key" not in done.text  # no key is in the output
+    publics = {f"{n}.key" for n in done.export.topology.nodes}
+    for doc in load_all(done.text):
+        if doc["kind"] == "Service":
+            continue
+        group = done.export.workload(doc["metadata"]["name"]).group
+        pod = doc["spec"]["template"]["spec"]
+        (volume,) = pod["volumes"]
+        assert volume["secret"]["secretName"] == "ironhouse-curve-keys"
+        items = {i["path"]: i["mode"] for i in volume["secret"]["items"]}
+        assert items == {**dict.fromkeys(publics, 0o444),
+                         **{f"{n}.key_secret": 0o400 for n in group.nodes}}
+        container = pod["containers"][0]
+        assert container["volumeMounts"] == [
+            {"name": "curve-keys", "mountPath": "/etc/topo/keys", "readOnly": True}]
+        command = container["command"]
+        assert command[command.index("--keys") + 1] == "/etc/topo/keys"
 
 
 @pytest.mark.parametrize(("args", "says"), [
