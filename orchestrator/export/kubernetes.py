@@ -17,7 +17,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TextIO
 
@@ -43,6 +43,7 @@ class Exported:
     text: str  # the manifests, or the --explain text
     notes: list[str]  # what has no faithful form, one line each (also in the text)
     export: Export
+    warnings: list[str] = field(default_factory=list)  # W25x of the hosts check, formatted
 
 
 def export_kubernetes(file: str | os.PathLike[str], *, image: str | None,
@@ -65,22 +66,25 @@ def export_kubernetes(file: str | os.PathLike[str], *, image: str | None,
                          "a-z, 0-9 and '-', a letter or digit at both ends)")
     if not PurePosixPath(workdir).is_absolute():
         raise UsageError(f"--workdir {workdir}: the image's folder must be an absolute path")
-    in_image = _path_in_image(Path(file), Path(cwd) if cwd is not None else Path.cwd())
+    root = Path(cwd) if cwd is not None else Path.cwd()
+    in_image = _path_in_image(Path(file), root)
     loaded = load_or_raise(file, env)
     topology = loaded.topology
     assert topology is not None  # load_or_raise raises when the file has errors
-    refused = [d for d in host_checks(topology, loaded.source) if d.is_error]
+    said = host_checks(topology, loaded.source, root)
+    refused = [d for d in said if d.is_error]
     if refused:
         raise InvalidTopology(refused)
+    warnings = [d.format() for d in said if not d.is_error]
     export = plan_export(topology)
     variables = variables_used(_referenced(Path(file)), env)
     notes = [f"{w.name}: {n}" for w in export.workloads for n in w.notes]
     if explain:
-        return Exported(explain_export(export, in_image), notes, export)
+        return Exported(explain_export(export, in_image), notes, export, warnings)
     secret = keys_secret_name(topology.name) if topology.security.curve else None
     target = Target(image or "", in_image, workdir, namespace, variables, secret)
     text = render(header(export, target), documents(export, target))
-    return Exported(text, notes, export)
+    return Exported(text, notes, export, warnings)
 
 
 def run_export(file: str, *, image: str | None, out: str | None = None,
@@ -98,21 +102,23 @@ def run_export(file: str, *, image: str | None, out: str | None = None,
             Path(out).write_text(done.text, encoding="utf-8")
         except OSError as exc:
             raise UsageError(f"-o {out}: cannot write it ({exc.strerror})") from None
+    for warning in done.warnings:
+        stderr.write(f"{warning}\n")
     if not explain:
         for note in done.notes:
             stderr.write(f"note: {note}\n")
     return 0
 
 
-def host_checks(topology: Topology, source: SourceMap) -> list[Diagnostic]:
-    """E15x: what cannot cross hosts (external ipc endpoints, a cwd or program outside the
-    topology's folder), from ``spec/checks/hosts.py`` once it exists."""
+def host_checks(topology: Topology, source: SourceMap, root: Path) -> list[Diagnostic]:
+    """E15x / W25x: what cannot cross hosts (external ipc endpoints, a cwd or program outside
+    ``root``, the folder the image holds), from ``spec/checks/hosts.py`` once it exists."""
     try:
         # deferred: the hosts check may not be there yet; the export works without it
         from orchestrator.spec.checks.hosts import check_hosts
     except ImportError:
         return []
-    found: list[Diagnostic] = check_hosts(topology, source)
+    found: list[Diagnostic] = check_hosts(topology, source, root)
     return found
 
 

@@ -196,7 +196,7 @@ def test_cli_refuses_a_file_with_errors_and_writes_nothing(
 def test_cli_refuses_what_cannot_cross_hosts_and_writes_nothing(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(topology: Topology, source: SourceMap) -> list[Diagnostic]:
+    def refuse(topology: Topology, source: SourceMap, root: Path) -> list[Diagnostic]:
         return [Diagnostic(source.file, 3, 5, "error", "E150", "an external ipc endpoint",
                            "use tcp")]
 
@@ -253,3 +253,21 @@ def test_cli_usage_errors_exit_2(args: list[str], says: str, capsys: pytest.Capt
 def test_the_hosts_check_is_called_once_it_exists() -> None:
     topology_source = kubernetes.host_checks.__doc__ or ""
     assert "E15x" in topology_source
+
+
+def test_an_external_ipc_peer_is_refused_by_the_hosts_check(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("orchestrator.spec.checks.hosts")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ext.yaml").write_text("""\
+nodes:
+  a:
+    run: m:f
+    sockets:
+      s: {type: PULL, connect: {endpoint: "ipc:///run/outside.sock", external: true}}
+""")
+    code, stdout, stderr = _cli(capsys, "ext.yaml", "--image", IMAGE, "-o", "out.yaml")
+    assert (code, stdout) == (1, "")
+    assert "ext.yaml:5:" in stderr and "error[E150]" in stderr
+    assert not (tmp_path / "out.yaml").exists()
