@@ -10,7 +10,7 @@ changes. Across groups (``groups.py``):
 - a connect to a socket of another group goes to ``tcp://HOST:PORT`` for each
   replica's tcp bind, where HOST is the group's Service name (``broker``), or
   ``GROUP-N.GROUP`` for the replicas of a group exported one pod per replica
-  (a StatefulSet), unless ``--resolve GROUP=HOST`` says otherwise.
+  (a StatefulSet, ``groups.spreads``), unless ``--resolve GROUP=HOST`` says otherwise.
 
 Pure: the planner asks this for endpoints (``run_endpoints.RunEndpoints``).
 """
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from orchestrator.errors import UsageError
-from orchestrator.spec.groups import Grouping, fixed_ports, group_nodes
+from orchestrator.spec.groups import Grouping, fixed_ports, group_nodes, spreads
 from orchestrator.spec.links import resolve
 from orchestrator.spec.model import Topology
 
@@ -58,8 +58,10 @@ class GroupRun:
         self.grouping: Grouping = group_nodes(topology)
         names = [g.name for g in self.grouping.groups]
         if name not in names:
+            member = self.grouping.of.get(name)
+            where = f"node {name} is in group {member}; " if member is not None else ""
             raise UsageError(f"--group {name}: the topology has no group by that name "
-                             f"(its groups: {', '.join(names)}; `topo export kubernetes "
+                             f"({where}its groups: {', '.join(names)}; `topo export kubernetes "
                              "--explain` shows them)")
         unknown = sorted(set(resolve_hosts or {}) - set(names))
         if unknown:
@@ -70,17 +72,10 @@ class GroupRun:
         self.nodes = frozenset(self.group.nodes)
         self.replica = replica
         if replica is not None:
-            counts = {topology.nodes[n].replicas for n in self.group.nodes}
-            if self.group.single is None or replica < 0 or replica >= max(counts):
-                raise UsageError(
-                    f"--replica {replica}: group {name} "
-                    + ("has more than one node; --replica is for a group of one replicated node"
-                       if self.group.single is None else
-                       f"has replicas 0..{max(counts) - 1}"))
+            _check_replica(topology, self.group.nodes, name, replica)
         self.hosts = dict(resolve_hosts or {})
         self.ports = fixed_ports(topology)
-        self.per_pod = {g.name for g in self.grouping.groups
-                        if g.single is not None and topology.nodes[g.single].replicas > 1}
+        self.per_pod = {g.name for g in self.grouping.groups if spreads(topology, g)}
         self.exposed: set[tuple[str, str]] = set()  # binder sockets other groups connect to
         self.remote: dict[tuple[str, str, int], Remote] = {}
         for link in resolve(topology).links:
@@ -95,6 +90,12 @@ class GroupRun:
                 binds = [e.endpoint for e in topology.nodes[b.node].sockets[b.socket].bind]
                 index = binds.index(link.bind_endpoint) if link.bind_endpoint in binds else None
             self.remote.setdefault((c.node, c.socket, link.index), Remote(b.node, b.socket, index))
+
+    def run_id(self, topology_name: str) -> str:
+        """The default run id: ``TOPOLOGY-GROUP``, ``TOPOLOGY-GROUP-N`` with ``--replica N``
+        (the replicas of one group can then run side by side on one machine)."""
+        head = f"{topology_name}-{self.name}"
+        return head if self.replica is None else f"{head}-{self.replica}"
 
     def runs(self, node: str, replica: int) -> bool:
         """Whether this group's run starts replica ``replica`` of ``node``."""
@@ -136,3 +137,20 @@ class GroupRun:
                     port = int(ep.endpoint.rpartition(":")[2])
                 out.append(f"tcp://{self.host(remote.node, r)}:{port}")
         return out
+
+
+def _check_replica(topology: Topology, nodes: tuple[str, ...], group: str, replica: int) -> None:
+    if len(nodes) > 1:
+        raise UsageError(f"--replica {replica}: group {group} has {len(nodes)} nodes "
+                         f"({', '.join(nodes)}), which run in one pod; --replica is for a "
+                         "group of one replicated node")
+    count = topology.nodes[nodes[0]].replicas
+    shared = topology.nodes[nodes[0]].ipc
+    if count > 1 and shared:
+        raise UsageError(f"--replica {replica}: the replicas of node {nodes[0]} (group {group}) "
+                         f"share IPC resource {shared[0]}, so they run in one pod; run the "
+                         "group without --replica")
+    if not 0 <= replica < count:
+        has = "1 replica, 0" if count == 1 else f"{count} replicas, 0 to {count - 1}"
+        raise UsageError(f"--replica {replica}: group {group} is node {nodes[0]}, which has "
+                         f"{has}")

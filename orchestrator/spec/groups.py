@@ -4,14 +4,22 @@ Nodes joined by an ipc:// or inproc:// link, by a System V resource, a socket
 pair or a fifo they list form one *group* (connected components, in file order).
 On one machine this changes nothing; exported to Kubernetes
 (``topo export kubernetes``) each group is one workload, and ``topo up FILE
---group G`` runs one group, reaching the others over tcp.
+--group G`` runs one group, reaching the others over tcp. A group that is one
+replicated node sharing no IPC resource among its replicas ``spreads``: one pod
+per replica.
 
-A group's name is its first node's name, made a DNS-1123 label (``worker_pool``
--> ``worker-pool``) since it names a Service and its pods. Ports: every wildcard
+A group's name is its first node's name, made a DNS label (``Worker_Pool`` ->
+``worker-pool``) since it names a Service and its pods: a Service name must be a
+DNS-1035 label (a letter first), and a StatefulSet's name at most 52 characters
+(its pods' ``controller-revision-hash`` label adds 11 more). Ports: every wildcard
 tcp bind (``tcp://HOST:*``) gets a fixed port, per replica, counted up from
-``PORT_BASE`` in file order over the ports the file names itself: the same file
-always gives the same ports, so a manifest diffs well and every group of a run
-agrees on them without talking.
+``PORT_BASE`` in file order over the ports the file names itself (in binds and in
+literal connects): the same file always gives the same ports, so a manifest diffs
+well and every group of a run agrees on them without talking.
+
+Each ``Join`` says why a node is in its group: when two sets of nodes meet, the
+node on the side that is merged into the earlier set (in file order) joins its
+peer on the other side, so a group's joins are a spanning tree of its nodes.
 
 Pure and linear: links come from ``links.resolve`` (the validator's resolver),
 the components from a union-find.
@@ -23,10 +31,15 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from orchestrator.spec.links import resolve
+from orchestrator.errors import RunError
+from orchestrator.spec.links import resolve, split_tcp
 from orchestrator.spec.model import Topology
 
 PORT_BASE = 5550
+PORT_MAX = 65535
+# A StatefulSet's name: its pods carry `controller-revision-hash: NAME-<10 characters>`,
+# a label value of at most 63.
+LABEL_MAX = 52
 # Links that cannot leave a host: they put their two nodes in one group.
 HOST_TRANSPORTS = frozenset({"ipc", "inproc"})
 
@@ -68,9 +81,14 @@ class Grouping:
 
 
 def dns_label(name: str) -> str:
-    """``Worker_Pool`` -> ``worker-pool``: lower case, ``-`` for anything else, at most 63."""
-    label = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63].rstrip("-")
-    return label or "node"
+    """``Worker_Pool`` -> ``worker-pool``: a DNS-1035 label of at most ``LABEL_MAX``.
+
+    Lower case, ``-`` for anything else, a letter first (``1st`` -> ``n-1st``).
+    """
+    label = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+    if label[:1].isdigit():
+        label = "n-" + label
+    return label[:LABEL_MAX].rstrip("-") or "node"
 
 
 def group_nodes(topology: Topology) -> Grouping:
@@ -85,14 +103,16 @@ def group_nodes(topology: Topology) -> Grouping:
             n = parent[n]
         return n
 
+    order = {n: i for i, n in enumerate(names)}
+
     def join(a: str, b: str, why: str) -> None:
         ra, rb = root(a), root(b)
         if ra == rb:
             return
-        first, second = sorted((ra, rb), key=names.index)
-        parent[second] = first
-        later, earlier = sorted((a, b), key=names.index, reverse=True)
-        joins.append(Join(later, earlier, why))
+        if order[rb] < order[ra]:
+            a, b, ra, rb = b, a, rb, ra
+        parent[rb] = ra  # b's set (the later one) joins a's
+        joins.append(Join(b, a, why))
 
     for link in resolve(topology).links:
         c, b = link.connector, link.binder
@@ -100,11 +120,15 @@ def group_nodes(topology: Topology) -> Grouping:
             continue
         if link.transport in HOST_TRANSPORTS and link.bind_endpoint is not None:
             join(c.node, b.node, link.bind_endpoint)
+    listed: dict[str, list[str]] = {}  # resource -> the nodes that list it, in file order
+    for n in names:
+        for res_name in dict.fromkeys(topology.nodes[n].ipc):
+            listed.setdefault(res_name, []).append(n)
     for name, res in topology.ipc.items():
-        users = [n for n in names if name in topology.nodes[n].ipc]
-        users += [n for n in res.between or () if n in parent and n not in users]
+        users = list(listed.get(name, ()))
+        users += [n for n in dict.fromkeys(res.between or ()) if n in parent and n not in users]
         for other in users[1:]:
-            join(other, users[0], f"{res.type} {name}")
+            join(users[0], other, f"{res.type} {name}")
 
     members: dict[str, list[str]] = {}
     for n in names:
@@ -120,17 +144,29 @@ def group_nodes(topology: Topology) -> Grouping:
     return Grouping(groups, of)
 
 
+def spreads(topology: Topology, group: Group) -> bool:
+    """Whether ``group`` may run one pod per replica: it is one node with several replicas,
+    and they share no IPC resource (a queue, segment, semaphore set or fifo that every
+    replica of the node opens is one object on one host, so its replicas must stay on it)."""
+    node = group.single
+    return node is not None and topology.nodes[node].replicas > 1 \
+        and not topology.nodes[node].ipc
+
+
 def _unique(label: str, taken: set[str]) -> str:
     out, i = label, 2
     while out in taken:
         suffix = f"-{i}"
-        out, i = label[:63 - len(suffix)] + suffix, i + 1
+        out, i = label[:LABEL_MAX - len(suffix)] + suffix, i + 1
     taken.add(out)
     return out
 
 
 def fixed_ports(topology: Topology) -> dict[tuple[str, str, int, int], int]:
-    """(node, socket, bind index, replica) -> port for every wildcard tcp bind, in file order."""
+    """(node, socket, bind index, replica) -> port for every wildcard tcp bind, in file order.
+
+    ``RunError`` when they do not fit below port 65536.
+    """
     used = set(_literal_ports(topology))
     ports: dict[tuple[str, str, int, int], int] = {}
     port = PORT_BASE
@@ -142,16 +178,23 @@ def fixed_ports(topology: Topology) -> dict[tuple[str, str, int, int], int]:
                 for replica in range(node.replicas):
                     while port in used:
                         port += 1
+                    if port > PORT_MAX:
+                        raise RunError(
+                            f"the wildcard tcp binds of {topology.name} (one port per replica) "
+                            f"do not fit in the ports {PORT_BASE} to {PORT_MAX}; socket "
+                            f"{name}.{sname} is one too many: give some binds a port of their "
+                            "own, or fewer replicas")
                     ports[(name, sname, i, replica)] = port
                     used.add(port)
     return ports
 
 
 def _literal_ports(topology: Topology) -> Iterable[int]:
+    """Every tcp port the file names: its binds' and its literal connects' (a peer outside
+    the topology on this machine must not find a fixed port on its own)."""
     for node in topology.nodes.values():
         for spec in node.sockets.values():
-            for ep in spec.bind:
-                if ep.transport == "tcp":
-                    port = ep.endpoint.rpartition(":")[2]
-                    if port.isdigit() and int(port):
-                        yield int(port)
+            for ep in (*spec.bind, *spec.connect):
+                found = split_tcp(ep.endpoint) if ep.transport == "tcp" else None
+                if found is not None and found[1].isdigit() and int(found[1]):
+                    yield int(found[1])

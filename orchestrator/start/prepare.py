@@ -52,10 +52,11 @@ def prepare(
     ``on_run_dir(path)`` is called once the folder exists. ``allow``: public key files of
     clients from outside (``topo up --allow``), for a topology with ``security.curve``.
     ``group``: run only that group (``topo up --group``); its run id defaults to
-    ``TOPOLOGY-GROUP``. ``keys``: a folder holding every node's key files, made before
-    (``topo keys --make``); the run then makes none (``topo up --keys``, what the groups of
-    an exported run share). ``loaded``: the file validated already (by the `topo` that
-    forked this process), so it is not read and checked twice; its diagnostics were shown.
+    ``TOPOLOGY-GROUP`` (``TOPOLOGY-GROUP-N`` with ``--replica N``). ``keys``: a folder
+    holding every node's key files, made before (``topo keys --make``); the run then makes
+    none (``topo up --keys``, what the groups of an exported run share). ``loaded``: the
+    file validated already (by the `topo` that forked this process), so it is not read and
+    checked twice; its diagnostics were shown.
     """
 
     env = os.environ if environ is None else environ
@@ -77,7 +78,7 @@ def prepare(
                          "group must know the others' public keys (`topo keys --make DIR FILE` "
                          "makes them once)")
     given = _read_keys(Path(keys), topology.nodes) if keys is not None else None
-    run_id = run_id or (topology.name if part is None else f"{topology.name}-{part.name}")
+    run_id = run_id or (topology.name if part is None else part.run_id(topology.name))
     if not _RUN_ID.match(run_id):
         raise UsageError(
             f"run id {run_id!r} may hold only letters, digits, '.', '_' and '-' "
