@@ -5,6 +5,9 @@
 Each expected code must be reported at that line and column, and `topo validate`
 must exit 1 for a file with errors, 0 for warnings only (1 with --strict), and 0 for
 notes only, even with --strict.
+
+The files of what cannot cross hosts (E15x, W25x) are valid: ``topo validate`` takes
+them, and ``check_hosts`` (what ``topo export`` runs) reports their codes.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli import main
+from orchestrator.spec.checks.hosts import check_hosts
 from orchestrator.spec.validate import validate_file
 
 CORPUS = Path(__file__).resolve().parent.parent / "corpus"
@@ -26,6 +30,10 @@ SEVERITY = {"E": "error", "W": "warning", "N": "note"}
 ALL_CODES = {"E100", "E101", "E102", "E103", "E110", *(f"E12{i}" for i in range(10)),
              "E130", "E131", "E132", "E133", "E140", *(f"W20{i}" for i in range(1, 10)),
              "W210", "W211", "N301"}
+# What cannot cross hosts: only `topo export` asks (spec/checks/hosts.py).
+HOST_CODES = {*(f"E15{i}" for i in range(6)), "W250", "W251"}
+HOST_FILES = [f for f in FILES if f.stem[:4].upper() in HOST_CODES]
+VALIDATE_FILES = [f for f in FILES if f not in HOST_FILES]
 
 
 def expectations(path: Path) -> list[tuple[str, int, int]]:
@@ -45,11 +53,13 @@ def _state_dir(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_every_code_has_a_file() -> None:
-    covered = {code for f in FILES for code, _, _ in expectations(f)}
+    covered = {code for f in VALIDATE_FILES for code, _, _ in expectations(f)}
     assert covered >= ALL_CODES, f"no corpus file for {sorted(ALL_CODES - covered)}"
+    hosts = {code for f in HOST_FILES for code, _, _ in expectations(f)}
+    assert hosts == HOST_CODES, f"no corpus file for {sorted(HOST_CODES - hosts)}"
 
 
-@pytest.mark.parametrize("path", FILES, ids=[f.stem for f in FILES])
+@pytest.mark.parametrize("path", VALIDATE_FILES, ids=[f.stem for f in VALIDATE_FILES])
 def test_reported_where_expected(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     expected = expectations(path)
     assert expected, f"{path.name} has no `# expect:` line"
@@ -70,6 +80,27 @@ def test_reported_where_expected(path: Path, capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     for code, line, col in expected:
         assert f"{path}:{line}:{col}: {SEVERITY[code[0]]}[{code}] " in out
+
+
+@pytest.mark.parametrize("path", HOST_FILES, ids=[f.stem for f in HOST_FILES])
+def test_what_cannot_cross_hosts_is_reported_where_expected(
+        path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    expected = expectations(path)
+    assert expected, f"{path.name} has no `# expect:` line"
+    loaded = validate_file(path)
+    assert loaded.topology is not None, [d.format() for d in loaded.diagnostics]
+    assert not {d.code for d in loaded.diagnostics} & HOST_CODES  # not the validator's
+    assert main(["validate", str(path)]) == 0
+    capsys.readouterr()
+    diags = check_hosts(loaded.topology, loaded.source)
+    assert {(d.code, d.line, d.col) for d in diags} == set(expected)
+    for d in diags:
+        assert d.file == str(path) and d.message and d.hint, d
+        assert d.severity == SEVERITY[d.code[0]]
+    # The folder the image holds may be wider than the file's: then nothing is outside it
+    # but what is absolute or in the home folder.
+    wider = check_hosts(loaded.topology, loaded.source, root=path.parent.parent.parent)
+    assert {d.code for d in wider} <= {d.code for d in diags}
 
 
 def test_req_to_pub_names_both_sockets_and_the_peers(capsys: pytest.CaptureFixture[str]) -> None:
