@@ -76,6 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow", action="append", default=[], metavar="KEYFILE",
                    help="with security.curve: let the client whose public key file this is "
                         "connect to every CURVE server of the run (repeatable)")
+    p.add_argument("--group", metavar="GROUP",
+                   help="run only this group of the topology, reaching the others over tcp "
+                        "(what an exported container runs; see `topo export kubernetes`)")
+    p.add_argument("--replica", type=_count, metavar="N",
+                   help="with --group of one replicated node: run only its replica N")
+    p.add_argument("--resolve", action="append", default=[], type=_host_of, metavar="GROUP=HOST",
+                   help="with --group: reach that group at HOST instead of its Service name "
+                        "(repeatable)")
+    p.add_argument("--keys", metavar="DIR",
+                   help="with security.curve: take the nodes' key files from DIR instead of "
+                        "making them (what the groups of one exported run share)")
+    p.add_argument("--ready-file", metavar="PATH",
+                   help="create PATH once every node is ready (a container's readiness probe)")
     # The Python API's runs end with the process that started them (orchestrator.api).
     p.add_argument("--owner-pid", type=int, help=argparse.SUPPRESS)
 
@@ -99,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("keys", help="print the CURVE public keys of a run's nodes")
     p.add_argument("run", metavar="RUN|FILE")
     p.add_argument("node", nargs="?", metavar="NODE", help="only this node's key")
+    p.add_argument("--make", metavar="DIR",
+                   help="make a key pair per node of FILE in the new folder DIR instead "
+                        "(for `topo up --keys DIR`)")
 
     p = sub.add_parser("export", help="write a topology for another platform (kubernetes)")
     targets = p.add_subparsers(dest="target", metavar="TARGET", parser_class=_Parser,
@@ -148,6 +164,13 @@ def _split_run(run: str | None, nodes: list[str]) -> tuple[str | None, list[str]
     if run_dir(run).is_dir() if "/" not in run else True:
         return run, nodes
     return None, [run, *nodes]
+
+
+def _host_of(text: str) -> tuple[str, str]:
+    group, eq, host = text.partition("=")
+    if not eq or not group or not host:
+        raise argparse.ArgumentTypeError(f"expected GROUP=HOST, not {text!r}")
+    return group, host
 
 
 def _count(text: str) -> int:
@@ -288,8 +311,12 @@ def _dispatch(args: argparse.Namespace) -> int:
                     no_color=args.no_color)
     if args.command == "keys":
         # deferred: each command loads only its own layers
-        from orchestrator.views.keys import keys
+        from orchestrator.views.keys import keys, make
 
+        if args.make is not None:
+            if args.node is not None:
+                raise UsageError("topo keys --make DIR FILE takes no NODE")
+            return make(args.make, args.run)
         return keys(args.run, args.node)
     raise UsageError(f"unknown command {args.command}")
 
@@ -298,6 +325,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _up_detached(args: argparse.Namespace) -> int:
     # deferred: each command loads only its own layers
     from orchestrator.start.detached import up_detached
+    from orchestrator.start.prepare import group_choice
 
     if args.exit_code_from:
         raise UsageError("--exit-code-from needs a foreground run; it cannot go with -d")
@@ -305,7 +333,8 @@ def _up_detached(args: argparse.Namespace) -> int:
         raise UsageError("--json streams a foreground run's events; it cannot go with -d")
     run_id = up_detached(args.file, run_id=args.run_id, timeout=args.timeout,
                          wait_timeout=args.wait_timeout, abort_on_failure=args.abort_on_failure,
-                         owner_pid=args.owner_pid, allow=args.allow)
+                         owner_pid=args.owner_pid, allow=args.allow,
+                         group=group_choice(args), ready_file=args.ready_file, keys=args.keys)
     print(run_id)
     print(f"run {run_id} is up: `topo ps {run_id}`, `topo logs -f {run_id}`, "
           f"`topo down {run_id}`", file=sys.stderr)
