@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", metavar="DIR",
                    help="with security.curve: take the nodes' key files from DIR instead of "
                         "making them (what the groups of one exported run share)")
-    p.add_argument("--ready-file", metavar="PATH",
+    p.add_argument("--ready-file", metavar="PATH", type=_in_a_folder,
                    help="create PATH once every node is ready (a container's readiness probe)")
     # The Python API's runs end with the process that started them (orchestrator.api).
     p.add_argument("--owner-pid", type=int, help=argparse.SUPPRESS)
@@ -164,6 +164,14 @@ def _split_run(run: str | None, nodes: list[str]) -> tuple[str | None, list[str]
     if run_dir(run).is_dir() if "/" not in run else True:
         return run, nodes
     return None, [run, *nodes]
+
+
+def _in_a_folder(text: str) -> str:
+    """A file path whose folder exists (it is created later, when it cannot say why)."""
+    folder = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(folder):
+        raise argparse.ArgumentTypeError(f"{text}: the folder {folder} does not exist")
+    return os.path.abspath(text)
 
 
 def _host_of(text: str) -> tuple[str, str]:

@@ -323,3 +323,20 @@ def test_up_d_validates_the_file_once(tmp_path: Path, no_leftovers: Leftovers) -
                             cwd=REPO, capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 0, result.stderr
     assert topo(env, "down", "t").returncode == 0
+
+
+def test_ready_file_is_there_while_the_run_is_ready(
+    tmp_path: Path, no_leftovers: Leftovers
+) -> None:
+    path = topology(tmp_path, """
+        nodes:
+          one: {command: [sleep, "60"]}
+    """)
+    env = no_leftovers.env()
+    ready = tmp_path / "ready"
+    assert topo(env, "up", "-d", str(path), "--ready-file", str(ready)).returncode == 0
+    assert ready.exists()
+    assert topo(env, "down", "t").returncode == 0
+    assert not ready.exists()
+    result = topo(env, "up", "-d", str(path), "--ready-file", str(tmp_path / "no" / "ready"))
+    assert result.returncode == 2 and "does not exist" in result.stderr
