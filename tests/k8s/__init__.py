@@ -1,0 +1,1 @@
+"""A topology played on a real container engine: the image, the podman play, its node."""
