@@ -94,8 +94,10 @@ def parse(text: str, *, what: str = "the key file") -> dict[str, str]:
                            '`public-key = "..."` line under `curve`')
     for name, key in found.items():
         if not is_z85_key(key):
+            # The value itself is never shown: a damaged secret key is still mostly a secret.
+            shown = f"{key!r}" if name == "public-key" else f"{len(key)} characters"
             raise KeyFileError(f"the {name} in {what} is not a CURVE key (40 characters of "
-                               f"Z85 for 32 bytes): {key!r}")
+                               f"Z85 for 32 bytes): {shown}")
     return found
 
 

@@ -122,3 +122,12 @@ def test_missing_unreadable_and_public_only_files(tmp_path: Path) -> None:
     certs.write_public(tmp_path / "p.key", certs.keypair()[0])
     with pytest.raises(certs.KeyFileError, match="holds no secret key"):
         certs.read_secret(tmp_path / "p.key")
+
+
+def test_a_damaged_secret_key_is_never_shown(tmp_path: Path) -> None:
+    public, secret = certs.keypair()
+    path = tmp_path / "n.key_secret"
+    path.write_text(certs.certificate(public, secret[:-1] + "xx"))
+    with pytest.raises(certs.KeyFileError) as caught:
+        certs.read_secret(path)
+    assert secret[:20] not in str(caught.value) and "41 characters" in str(caught.value)

@@ -18,7 +18,9 @@ The ZAP socket and the monitors are made in the calling thread before the first
 bind or connect, so no handshake can happen without them; ``start`` then hands
 them to the thread, which owns them until ``stop`` (or the end of the context).
 The thread is a daemon: a forked node that ends with ``os._exit`` does not wait
-for it, and ``stop`` wakes it through a pipe and joins it.
+for it, and ``stop`` wakes it through an inproc PAIR socket and joins it. The servers
+set ``ZAP_ENFORCE_DOMAIN``: should the thread ever end early, they refuse every client
+rather than let every client in.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ Say = Callable[[str], None]
 
 
 def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError, ValueError):  # a closed stderr: the line is lost, no more
+        print(line, file=sys.stderr, flush=True)
 
 
 def protocol_reason(value: int) -> str:
@@ -94,7 +97,8 @@ class Curve:
         self.clock = clock
         self.allowed: dict[bytes, frozenset[bytes]] = {}  # zap_domain -> raw public keys
         self._zap: zmq.Socket[Any] | None = None
-        self._monitors: dict[zmq.Socket[Any], tuple[str, bool]] = {}  # -> (socket name, server)
+        # monitor -> (socket name, whether it is a CURVE server, its connect endpoints)
+        self._monitors: dict[zmq.Socket[Any], tuple[str, bool, frozenset[str]]] = {}
         self._thread: threading.Thread | None = None
         self._wake: zmq.Socket[Any] | None = None  # ours; its peer is the thread's
         self._last: dict[Any, float] = {}  # rate limit: key -> when last said
@@ -141,11 +145,14 @@ class Curve:
         mon: zmq.Socket[Any] = self.ctx.socket(zmq.PAIR)
         mon.linger = 0
         mon.connect(address)
-        self._monitors[mon] = (plan.name, plan.curve_server)
+        self._monitors[mon] = (plan.name, plan.curve_server, frozenset(plan.connect))
 
     @staticmethod
     def as_server(sock: zmq.Socket[Any], plan: SocketPlan) -> None:
         sock.setsockopt(zmq.ZAP_DOMAIN, plan.name.encode())
+        # Fail closed: without this, libzmq lets every CURVE client in when no ZAP handler
+        # answers (the thread ended, or has not bound yet).
+        sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
         sock.setsockopt(zmq.CURVE_SERVER, 1)
 
     @staticmethod
@@ -201,10 +208,15 @@ class Curve:
                 for sock, _ in poller.poll():
                     if sock is wake:
                         return
-                    if sock is zap:
-                        self._answer(zap)
-                    else:
-                        self._event(sock)
+                    try:
+                        if sock is zap:
+                            self._answer(zap)
+                        else:
+                            self._event(sock)
+                    except zmq.ContextTerminated:
+                        raise
+                    except Exception:  # noqa: BLE001 - one bad message must not end the handler
+                        continue
         except zmq.ContextTerminated:
             pass
         finally:
@@ -214,7 +226,10 @@ class Curve:
     # -- ZAP --------------------------------------------------------------------------------------
     def _answer(self, zap: zmq.Socket[Any]) -> None:
         frames = zap.recv_multipart()
-        status, text = self.decide(frames)
+        try:
+            status, text = self.decide(frames)
+        except Exception:  # noqa: BLE001 - a REP must answer; when in doubt, refuse
+            status, text = b"500", b"internal error"
         request_id = frames[1] if len(frames) > 1 else b""
         zap.send_multipart([b"1.0", request_id, status, text, b"", b""])
 
@@ -245,8 +260,10 @@ class Curve:
         if len(frames) < 2 or len(frames[0]) < 6:
             return
         event, value = struct.unpack("=HI", frames[0][:6])
-        name, server = self._monitors.get(mon, ("?", False))
-        self.on_event(name, server, event, value, frames[1].decode(errors="replace"))
+        name, server, connects = self._monitors.get(mon, ("?", False, frozenset()))
+        endpoint = frames[1].decode(errors="replace")
+        # A socket that binds and connects: an event on one of its connects is the client's.
+        self.on_event(name, server and endpoint not in connects, event, value, endpoint)
 
     def on_event(self, name: str, server: bool, event: int, value: int, endpoint: str) -> None:
         """One monitor event of socket ``name`` in words, when it says something went wrong."""

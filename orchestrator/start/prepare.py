@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from orchestrator import paths
-from orchestrator.certs import PUBLIC_SUFFIX, KeyFileError, make_keys, read_public
+from orchestrator.certs import (
+    PUBLIC_SUFFIX,
+    SECRET_SUFFIX,
+    KeyFileError,
+    make_keys,
+    read_public,
+)
 from orchestrator.errors import RunError, UsageError
 from orchestrator.plan import Plan
 from orchestrator.runs.folder import create_run_dir, remove_run_dir
@@ -77,7 +84,10 @@ def prepare(
         raise UsageError("--group of a topology with security.curve needs --keys DIR: every "
                          "group must know the others' public keys (`topo keys --make DIR FILE` "
                          "makes them once)")
-    given = _read_keys(Path(keys), topology.nodes) if keys is not None else None
+    given = None
+    if keys is not None:
+        given = _read_keys(Path(keys), topology.nodes)
+        _check_secrets(Path(keys), topology.nodes if part is None else part.group.nodes)
     run_id = run_id or (topology.name if part is None else part.run_id(topology.name))
     if not _RUN_ID.match(run_id):
         raise UsageError(
@@ -125,6 +135,20 @@ def _read_keys(folder: Path, nodes: Iterable[str]) -> dict[str, str]:
         return {n: read_public(folder / f"{n}{PUBLIC_SUFFIX}") for n in nodes}
     except KeyFileError as exc:
         raise RunError(f"--keys {folder}: {exc}") from None
+
+
+def _check_secrets(folder: Path, nodes: Iterable[str]) -> None:
+    """Each node this run starts has its secret file in ``folder``, unreadable to others."""
+    for n in nodes:
+        path = folder / f"{n}{SECRET_SUFFIX}"
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError as exc:
+            raise RunError(f"--keys {folder}: node {n} has no secret key file {path} "
+                           f"({exc.strerror})") from None
+        if mode & 0o007:
+            raise RunError(f"--keys {folder}: {path} can be read by every user (mode "
+                           f"{mode:04o}); make it private first: chmod 600 {path}")
 
 
 def _make_keys(run_dir: Path, nodes: Iterable[str]) -> dict[str, str]:

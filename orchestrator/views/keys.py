@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.certs import PUBLIC_SUFFIX, KeyFileError, is_z85_key, make_keys, read_public
-from orchestrator.errors import ControlError, RunError
+from orchestrator.errors import ControlError, RunError, UsageError
 from orchestrator.paths import KEYS_DIR
 from orchestrator.runs.client import Run, find_run, print_table
 
@@ -100,6 +100,9 @@ def make(folder: str, file: str) -> int:
 
     topology = load_or_raise(file).topology
     assert topology is not None  # load_or_raise raises when the file has errors
+    if not topology.security.curve:
+        raise UsageError(f"{file} does not use CURVE (security: {{curve: true}}), so its runs "
+                         "would not take these keys")
     try:
         made = make_keys(folder, topology.nodes)
     except FileExistsError:

@@ -229,3 +229,60 @@ def test_a_socket_that_cannot_bind_closes_the_curve_thread(tmp_path: Path) -> No
         assert c._thread is None and c._zap is None and not c._monitors
     finally:
         ctx.term()  # returns: nothing of the node's is left open
+
+
+def test_the_servers_refuse_everyone_once_the_handler_is_gone(
+    tmp_path: Path, sides: list[Side]
+) -> None:
+    """Fail closed: a CURVE server whose ZAP thread ended lets no client in, not every one."""
+    server_keys, client_keys = keypair(), keypair()
+    ep = f"ipc://{tmp_path}/s"
+    server = Side([SocketPlan("rep", "REP", bind=(ep,), curve_server=True,
+                              allow=(client_keys[0],))], server_keys)
+    sides.append(server)
+    server.curve.stop()  # the handler ends; the server socket lives on
+    stranger = Side([SocketPlan("req", "REQ", connect=(ep,), serverkeys=(server_keys[0],))],
+                    keypair())
+    sides.append(stranger)
+    stranger.sockets["req"].send(b"let me in")
+    assert not server.sockets["rep"].poll(1000)
+
+
+def test_a_bad_message_does_not_end_the_handler() -> None:
+    c, said, _ = curve({"frontend": []})
+    c.say = lambda line: (_ for _ in ()).throw(BrokenPipeError())  # stderr is gone
+    key = z85.decode(keypair()[0])
+    for _ in range(3):
+        with pytest.raises(BrokenPipeError):
+            c.decide(zap(b"frontend", key))
+        c._last.clear()
+    # _answer turns such a failure into a refusal instead of a dead REP socket.
+    ctx: zmq.Context[Any] = zmq.Context()
+    try:
+        rep, req = ctx.socket(zmq.REP), ctx.socket(zmq.REQ)
+        rep.bind("inproc://zap-test")
+        req.connect("inproc://zap-test")
+        req.send_multipart(zap(b"frontend", key))
+        c._answer(rep)
+        assert req.recv_multipart()[2] == b"500"
+        rep.close(linger=0)
+        req.close(linger=0)
+    finally:
+        ctx.term()
+
+
+def test_a_socket_that_binds_and_connects_reports_its_failed_connects(
+    tmp_path: Path, sides: list[Side]
+) -> None:
+    far_keys, me_keys = keypair(), keypair()
+    far_ep, my_ep = f"ipc://{tmp_path}/far", f"ipc://{tmp_path}/mine"
+    far = Side([SocketPlan("in", "ROUTER", bind=(far_ep,), curve_server=True, allow=())],
+               far_keys)  # lets nobody in
+    sides.append(far)
+    me = Side([SocketPlan("both", "DEALER", bind=(my_ep,), connect=(far_ep,), curve_server=True,
+                          serverkeys=(far_keys[0],))], me_keys)
+    sides.append(me)
+    me.sockets["both"].send(b"hello")
+    wait_until(lambda: any(f"handshake with {far_ep} failed" in s and "ZAP status 400" in s
+                           for s in me.said), timeout=5,
+               message="the refused connect of a binding socket to say so")

@@ -7,6 +7,7 @@ them, no run folder (keys included) and no SysV object is left.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 from pathlib import Path
@@ -109,8 +110,16 @@ def test_outsiders_are_refused_and_named_and_run_connect_gets_replies(
                                 r"\(public key (\S{40})\)")
         assert line.group(1) != server
         # The workers' keys get in on the backend only: the frontend does not know them.
-        worker = read_public(run.folder / "keys" / "worker.key")
-        assert worker != server
+        worker = run.folder / "keys" / "worker.key_secret"
+        text = worker.read_text()
+        worker_keys = (read_public(worker), text.split('secret-key = "')[1].split('"')[0])
+        ctx, sock = outsider(front, server, worker_keys)
+        try:
+            assert ask(sock) is None
+        finally:
+            ctx.destroy(linger=0)
+        run.wait_for_log("broker.0", rf"frontend: refused a client from 127\.0\.0\.1 "
+                         rf"\(public key {re.escape(worker_keys[0])}\)")
 
 
 def test_a_client_given_with_allow_gets_replies(tmp_path: Path, no_leftovers: Leftovers) -> None:
@@ -273,6 +282,17 @@ def test_keys_made_once_and_shared_by_runs_with_keys(
     plain = topology(tmp_path, BROKER.replace("    security: {curve: true}\n", ""), name="p")
     result = topo(env, "up", "-d", str(plain), "--keys", str(folder))
     assert result.returncode == 2 and "does not use CURVE" in result.stderr
+    result = topo(env, "keys", "--make", str(tmp_path / "other"), str(plain))
+    assert result.returncode == 2 and "does not use CURVE" in result.stderr
+    assert not (tmp_path / "other").exists()
+    # A secret that others can read, or one that is missing: refused before anything starts.
+    (folder / "worker.key_secret").chmod(0o644)
+    result = topo(env, "up", "-d", str(path), "--keys", str(folder))
+    assert result.returncode == 1 and "can be read by every user (mode 0644)" in result.stderr
+    (folder / "worker.key_secret").unlink()
+    result = topo(env, "up", "-d", str(path), "--keys", str(folder))
+    assert result.returncode == 1 and "node worker has no secret key file" in result.stderr
+    assert not (no_leftovers.root / "t").exists()
     grouped = topo(env, "up", "-d", str(path), "--group", "broker")
     assert grouped.returncode == 2 and "needs --keys DIR" in grouped.stderr
 
