@@ -28,6 +28,7 @@ from orchestrator.export.explain import explain_export
 from orchestrator.export.manifests import KEYS_DIR, Target, documents, keys_secret_name
 from orchestrator.export.workloads import Export, plan_export, variables_used
 from orchestrator.export.yamlout import render
+from orchestrator.spec.checks.hosts import check_hosts
 from orchestrator.spec.diagnostics import Diagnostic
 from orchestrator.spec.groups import PORT_BASE
 from orchestrator.spec.model import Topology
@@ -112,14 +113,8 @@ def run_export(file: str, *, image: str | None, out: str | None = None,
 
 def host_checks(topology: Topology, source: SourceMap, root: Path) -> list[Diagnostic]:
     """E15x / W25x: what cannot cross hosts (external ipc endpoints, a cwd or program outside
-    ``root``, the folder the image holds), from ``spec/checks/hosts.py`` once it exists."""
-    try:
-        # deferred: the hosts check may not be there yet; the export works without it
-        from orchestrator.spec.checks.hosts import check_hosts
-    except ImportError:
-        return []
-    found: list[Diagnostic] = check_hosts(topology, source, root)
-    return found
+    ``root``, the folder the image holds), from ``spec/checks/hosts.py``."""
+    return check_hosts(topology, source, root)
 
 
 def _path_in_image(file: Path, root: Path) -> str:
