@@ -38,8 +38,12 @@ def _group(work: Workload) -> list[str]:
                           for p in work.ports)
         lines.append(f"  {kind} {work.name}: {ports}; other groups reach it as "
                      f"{_hosts(work)}")
+    elif work.service:
+        lines.append(f"  headless Service {work.name}, no ports: no other group connects to "
+                     "it, but others wait for it (it lists the group's pods once they are "
+                     "Ready)")
     else:
-        lines.append("  no Service: no other group connects to it")
+        lines.append("  no Service: no other group connects to it or waits for it")
     for wait in work.waits:
         lines.append(f"  waits for {', '.join(wait.targets)} ({wait.node} depends_on {wait.on})")
     lines += [f"  note: {n}" for n in work.notes]

@@ -9,6 +9,8 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.export.kubernetes import export_kubernetes
+from tests.export.kube import load_all
+from tests.export.test_kubernetes import IMAGE
 from tests.export.test_workloads import SPREAD
 from tests.topo_samples import ROOT
 
@@ -33,7 +35,7 @@ Group client: client
   client alone: no ipc or inproc link, System V resource, socket pair or fifo ties it to
     another node
   Job client, 1 pod: every node has restart: never, so the group runs once, to its end
-  no Service: no other group connects to it
+  no Service: no other group connects to it or waits for it
   waits for broker:5550 (client depends_on broker)
   waits for broker:5550 (client depends_on worker)
 """
@@ -62,3 +64,16 @@ def test_cli_explain_needs_no_image_and_prints_no_yaml(
     assert "ventilator joins sink: ipc://sync" in out
     assert "worker joins sink: ipc://results" in out
     assert "Job sink, 1 pod: every node has restart: never" in out
+
+
+def test_a_group_others_only_wait_for_has_a_headless_service_in_words() -> None:
+    export = export_kubernetes(ROOT / "topologies/pubsub.yaml", image=IMAGE, environ={},
+                               cwd=ROOT)
+    kinds = [(d["kind"], d["metadata"]["name"], d["spec"].get("clusterIP"))
+             for d in load_all(export.text)]
+    assert ("Service", "printer", "None") in kinds
+    text = " ".join(export_kubernetes(ROOT / "topologies/pubsub.yaml", image=None,
+                                      explain=True, environ={}, cwd=ROOT).text.split())
+    assert "no Service" not in text.split("Group weather")[0]
+    assert ("headless Service printer, no ports: no other group connects to it, but others "
+            "wait for it (it lists the group's pods once they are Ready)") in text
