@@ -16,6 +16,8 @@ work as on one machine. The choices, per group:
 - ``depends_on`` a node of another group: wait for that group's Service port
   (it accepts once the group's pod is Ready, i.e. every node of it is ready), or,
   for a group without ports, until its headless Service resolves to every pod.
+  Not for a Job: its pods leave the Service once they end, so a wait that starts
+  late (or a Job that is Ready only for a moment) would never end; a note says so.
 
 Whatever has no faithful form is a *note*: a comment in the output and a line on
 stderr. *Remarks* say how something maps; they are comments only.
@@ -276,6 +278,13 @@ def _add_waits(export: Export) -> None:
                 if other == work.name:
                     continue
                 peer = export.workload(other)
+                if peer.kind == JOB:
+                    work.notes.append(
+                        f"{node} depends_on {on}, but group {other} is a Job, whose pods leave "
+                        "its Service once they end: a wait could miss them and never end, so "
+                        f"{node} starts without waiting for it (ZeroMQ connects whenever "
+                        "its peers are up; only the order is lost)")
+                    continue
                 if reaches(other, work.name):
                     work.notes.append(
                         f"{node} depends_on {on}, but group {other} already waits for this "

@@ -12,8 +12,9 @@ from orchestrator.export.workloads import (
     plan_export,
     port_name,
 )
+from orchestrator.spec.validate import validate_file
 from tests.export.kube import port_name_ok
-from tests.topo_samples import load
+from tests.topo_samples import ROOT, load
 
 SPREAD = """
 nodes:
@@ -136,6 +137,29 @@ nodes:
     assert a.hosts() == []  # nobody connects to it: the Service is only for the wait
 
 
+def test_depends_on_a_job_is_not_waited_for_but_said() -> None:
+    # A Job's pods leave its Service once they end: a wait that starts after that (or a Job
+    # that is Ready for a moment only) would never end.
+    export = plan_export(load("""
+nodes:
+  once: {run: m:f, restart: never}
+  server:
+    run: m:f
+    restart: never
+    sockets: {in: {type: REP, bind: "tcp://127.0.0.1:*"}}
+  client:
+    run: m:f
+    depends_on: [once, server]
+    sockets: {out: {type: REQ, connect: server.in}}
+"""))
+    client, once = export.workload("client"), export.workload("once")
+    assert client.waits == []
+    assert [n.split(",")[0] for n in client.notes if "is a Job" in n] == [
+        "client depends_on once", "client depends_on server"]
+    assert "so client starts without waiting" in client.notes[-1]
+    assert (once.kind, once.waited_on, once.service) == (JOB, False, False)
+
+
 def test_waits_between_groups_never_form_a_circle() -> None:
     export = plan_export(load("""
 nodes:
@@ -195,3 +219,13 @@ nodes:
 """))
     names = [p.name for p in export.workload("a").ports]
     assert names == (["a-out", "b-out"] if sockets == 2 else ["out"])
+
+
+def test_ironhouse_client_does_not_wait_for_the_intruder_which_ends_at_once() -> None:
+    topology = validate_file(ROOT / "topologies/ironhouse.yaml").topology
+    assert topology is not None
+    client = plan_export(topology).workload("client")
+    assert [(w.on, w.targets) for w in client.waits] == [
+        ("broker", ("broker:5550",)), ("worker", ("broker:5550",))]
+    assert any(n.startswith("client depends_on intruder, but group intruder is a Job")
+               for n in client.notes)
