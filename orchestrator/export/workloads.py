@@ -12,7 +12,8 @@ work as on one machine. The choices, per group:
   its own replica (``--replica $(POD_INDEX)``). A Deployment's pods have no index:
   each runs replica 0;
 - a **Service** named after the group for the tcp binds other groups connect to,
-  with the fixed ports of ``groups.fixed_ports``;
+  and for its ``external: true`` tcp binds (peers outside the topology), with the
+  fixed ports of ``groups.fixed_ports``;
 - ``depends_on`` a node of another group: wait for that group's Service port
   (it accepts once the group's pod is Ready, i.e. every node of it is ready), or,
   for a group without ports, until its headless Service resolves to every pod.
@@ -54,6 +55,7 @@ class ServicePort:
     socket: str
     bind_index: int
     replica: int
+    external: bool = False  # an `external: true` bind: for peers outside the topology
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def _workload(topology: Topology, group: Group, run: GroupRun,
                   else ""))
     elif per_pod and ports:
         kind = STATEFULSET
-        why = (f"one pod per replica of {group.nodes[0]}, and other groups connect to each "
+        why = (f"one pod per replica of {group.nodes[0]}, and {_who(ports, run)} connect to each "
                "replica, so its pods need names")
     else:
         kind = DEPLOYMENT
@@ -156,6 +158,16 @@ def _workload(topology: Topology, group: Group, run: GroupRun,
     work = Workload(group, kind, why, pods, per_pod, replica_arg, ports,
                     headless=per_pod and bool(ports), grace=_grace(topology, group, tiers))
     _explain_restarts(work, topology)
+    outside: dict[tuple[str, str, int], list[ServicePort]] = {}
+    for p in ports:
+        if p.external:
+            outside.setdefault((p.node, p.socket, p.bind_index), []).append(p)
+    for (node, sock, _), each in outside.items():
+        said = ", ".join(f"{p.port} ({p.name})" for p in each)
+        work.notes.append(
+            f"{node}.{sock} binds for peers outside the topology (external): Service "
+            f"{group.name} has it, port {said}, reached from inside the cluster; from "
+            "outside it, give the Service type LoadBalancer or NodePort")
     for name, spec in nodes.items():
         if spec.ready is not None:
             work.notes.append(
@@ -211,16 +223,26 @@ def _grace(topology: Topology, group: Group, tiers: tuple[tuple[str, ...], ...])
     return math.ceil(budget) + GRACE_MARGIN
 
 
+def _who(ports: tuple[ServicePort, ...], run: GroupRun) -> str:
+    """Who connects to a group's Service ports, in words."""
+    who = ["other groups"] * any((p.node, p.socket) in run.exposed for p in ports)
+    who += ["peers outside the topology"] * any(p.external for p in ports)
+    return " and ".join(who)
+
+
 def _service_ports(topology: Topology, group: Group, run: GroupRun) -> tuple[ServicePort, ...]:
+    """The tcp binds of sockets other groups connect to, and the external tcp binds."""
     found: list[tuple[str, str, int, int, int]] = []
+    external: set[tuple[str, str, int]] = set()
     for node in group.nodes:
         spec = topology.nodes[node]
         for sock, sspec in spec.sockets.items():
-            if (node, sock) not in run.exposed:
-                continue
+            exposed = (node, sock) in run.exposed
             for i, ep in enumerate(sspec.bind):
-                if ep.transport != "tcp":
+                if ep.transport != "tcp" or not (exposed or ep.external):
                     continue
+                if ep.external:
+                    external.add((node, sock, i))
                 for r in range(spec.replicas):
                     port = run.ports.get((node, sock, i, r))
                     if port is None:
@@ -240,7 +262,7 @@ def _service_ports(topology: Topology, group: Group, run: GroupRun) -> tuple[Ser
         suffix = [str(i)] * (binds[(node, sock)] > 1) + [str(r)] * (reps[(node, sock)] > 1)
         name = port_name(base, suffix, taken=names, port=port)
         names.append(name)
-        out.append(ServicePort(name, port, node, sock, i, r))
+        out.append(ServicePort(name, port, node, sock, i, r, (node, sock, i) in external))
     return tuple(out)
 
 

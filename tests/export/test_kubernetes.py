@@ -20,7 +20,7 @@ from orchestrator.spec.diagnostics import Diagnostic
 from orchestrator.spec.model import Topology
 from orchestrator.spec.source import SourceMap
 from tests.export.kube import load_all, problems, schema_errors
-from tests.export.test_workloads import SPREAD
+from tests.export.test_workloads import EXTERNAL, SPREAD
 from tests.topo_samples import ROOT, TEACHING
 
 IMAGE = "registry.example/topo:1"
@@ -68,6 +68,23 @@ def test_one_pod_per_replica_exports_valid_manifests(tmp_path: Path, restart: st
         "$(POD_INDEX)" in container["command"]
     index = next(e for e in container["env"] if e["name"] == "POD_INDEX")
     assert "index" in index["valueFrom"]["fieldRef"]["fieldPath"]
+
+
+def test_external_tcp_binds_are_in_a_service_and_the_container_ports(tmp_path: Path) -> None:
+    file = tmp_path / "gateway.yaml"
+    file.write_text(EXTERNAL.format(replicas=1, port="*"))
+    done = _export(file, cwd=tmp_path)
+    docs = load_all(done.text)
+    assert schema_errors(docs) == [] and problems(docs, done.export.topology) == []
+    service, deployment = docs
+    assert (service["kind"], service["metadata"]["name"]) == ("Service", "gateway")
+    assert service["spec"]["ports"] == [
+        {"name": "api", "port": 5550, "targetPort": 5550, "protocol": "TCP"},
+        {"name": "ops", "port": 7000, "targetPort": 7000, "protocol": "TCP"}]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["ports"] == [
+        {"name": "api", "containerPort": 5550, "protocol": "TCP"},
+        {"name": "ops", "containerPort": 7000, "protocol": "TCP"}]
+    assert "give the Service type LoadBalancer" in done.notes[-1]
 
 
 def test_the_checks_see_a_connect_to_a_host_no_service_names() -> None:

@@ -91,6 +91,39 @@ nodes:
     assert broker.ports == ()  # nobody outside the group connects: no Service
 
 
+EXTERNAL = """
+nodes:
+  gateway:
+    run: m:f
+    replicas: {replicas}
+    sockets:
+      api: {{type: ROUTER, bind: {{endpoint: "tcp://*:{port}", external: true}}}}
+      ops: {{type: REP, bind: ["ipc://ops", {{endpoint: "tcp://*:7000", external: true}}]}}
+"""
+
+
+def test_external_tcp_binds_get_a_service_port_and_a_note() -> None:
+    (work,) = plan_export(load(EXTERNAL.format(replicas=1, port="*"))).workloads
+    assert [(p.name, p.port, p.socket, p.external) for p in work.ports] == [
+        ("api", 5550, "api", True), ("ops", 7000, "ops", True)]
+    assert work.service and not work.headless
+    assert [n for n in work.notes if "external" in n] == [
+        "gateway.api binds for peers outside the topology (external): Service gateway has "
+        "it, port 5550 (api), reached from inside the cluster; from outside it, give the "
+        "Service type LoadBalancer or NodePort",
+        "gateway.ops binds for peers outside the topology (external): Service gateway has "
+        "it, port 7000 (ops), reached from inside the cluster; from outside it, give the "
+        "Service type LoadBalancer or NodePort"]
+
+
+def test_replicas_with_an_external_bind_each_get_a_name() -> None:
+    (work,) = plan_export(load(EXTERNAL.format(replicas=2, port="*"))).workloads
+    assert (work.kind, work.headless, work.pods) == (STATEFULSET, True, 2)
+    assert "peers outside the topology connect to each replica" in work.why
+    assert [(p.name, p.port) for p in work.ports] == [
+        ("api-0", 5550), ("api-1", 5551), ("ops", 7000)]
+
+
 def test_restart_policies_that_a_deployment_cannot_keep_are_notes() -> None:
     export = plan_export(load("""
 nodes:
