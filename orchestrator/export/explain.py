@@ -36,8 +36,7 @@ def _group(work: Workload) -> list[str]:
         ports = ", ".join(f"{p.port} ({p.name}: {p.node}"
                           f"{f'.{p.replica}' if work.per_pod else ''}.{p.socket})"
                           for p in work.ports)
-        lines.append(f"  {kind} {work.name}: {ports}; other groups reach it as "
-                     f"{_hosts(work)}")
+        lines.append(f"  {kind} {work.name}: {ports}; reached as {_hosts(work)}")
     elif work.service:
         lines.append(f"  headless Service {work.name}, no ports: no other group connects to "
                      "it, but others wait for it (it lists the group's pods once they are "

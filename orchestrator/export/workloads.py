@@ -146,12 +146,15 @@ def _workload(topology: Topology, group: Group, run: GroupRun,
                   else ""))
     elif per_pod and ports:
         kind = STATEFULSET
-        why = (f"one pod per replica of {group.nodes[0]}, and {_who(ports, run)} connect to each "
-               "replica, so its pods need names")
+        why = (f"one pod per replica of {group.nodes[0]}, and {_who(ports, run)}, so its pods "
+               "need names")
     else:
         kind = DEPLOYMENT
         why = ("its nodes are not all restart: never, so Kubernetes keeps the group running"
                + (f", one pod per replica of {group.nodes[0]}" if per_pod else ""))
+    if group.together:
+        why += (f"; one pod for the {nodes[group.nodes[0]].replicas} replicas of "
+                f"{group.nodes[0]}, which {group.together}")
     replica_arg = None
     if per_pod:
         replica_arg = "$(POD_INDEX)" if kind in (STATEFULSET, JOB) else "0"
@@ -224,10 +227,13 @@ def _grace(topology: Topology, group: Group, tiers: tuple[tuple[str, ...], ...])
 
 
 def _who(ports: tuple[ServicePort, ...], run: GroupRun) -> str:
-    """Who connects to a group's Service ports, in words."""
-    who = ["other groups"] * any((p.node, p.socket) in run.exposed for p in ports)
+    """Who connects to the replicas of a group of one pod per replica, in words."""
+    who = ["other groups"] * any((p.node, p.socket) in run.crossing for p in ports)
     who += ["peers outside the topology"] * any(p.external for p in ports)
-    return " and ".join(who)
+    said = f"{' and '.join(who)} connect to each replica" if who else ""
+    if any((p.node, p.socket) in run.meshed for p in ports):
+        said = "its replicas connect to one another" + (f", and {said}" if said else "")
+    return said
 
 
 def _service_ports(topology: Topology, group: Group, run: GroupRun) -> tuple[ServicePort, ...]:

@@ -10,7 +10,10 @@ changes. Across groups (``groups.py``):
 - a connect to a socket of another group goes to ``tcp://HOST:PORT`` for each
   replica's tcp bind, where HOST is the group's Service name (``broker``), or
   ``GROUP-N.GROUP`` for the replicas of a group exported one pod per replica
-  (a StatefulSet, ``groups.spreads``), unless ``--resolve GROUP=HOST`` says otherwise.
+  (a StatefulSet, ``groups.spreads``), unless ``--resolve GROUP=HOST`` says otherwise;
+- in such a group, the replicas of its node that connect to one another over tcp
+  (``connect: peer.out`` from node ``peer``) are in pods of their own too: each
+  connects to ``GROUP-N.GROUP`` for replica N, and binds on every interface.
 
 Pure: the planner asks this for endpoints (``run_endpoints.RunEndpoints``).
 """
@@ -21,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from orchestrator.errors import UsageError
-from orchestrator.spec.groups import Grouping, fixed_ports, group_nodes, spreads
+from orchestrator.spec.groups import Group, Grouping, fixed_ports, group_nodes, spreads
 from orchestrator.spec.links import resolve
 from orchestrator.spec.model import Topology
 
@@ -72,24 +75,32 @@ class GroupRun:
         self.nodes = frozenset(self.group.nodes)
         self.replica = replica
         if replica is not None:
-            _check_replica(topology, self.group.nodes, name, replica)
+            _check_replica(topology, self.group, replica)
         self.hosts = dict(resolve_hosts or {})
         self.ports = fixed_ports(topology)
         self.per_pod = {g.name for g in self.grouping.groups if spreads(topology, g)}
-        self.exposed: set[tuple[str, str]] = set()  # binder sockets other groups connect to
+        # Binder sockets that other pods connect to: from other groups (crossing), or from
+        # the other replicas of a node that runs one pod per replica (meshed).
+        self.crossing: set[tuple[str, str]] = set()
+        self.meshed: set[tuple[str, str]] = set()
         self.remote: dict[tuple[str, str, int], Remote] = {}
         for link in resolve(topology).links:
             c, b = link.connector, link.binder
             if c is None or b is None or link.bind_endpoint is None:
                 continue
-            if self.grouping.of[c.node] == self.grouping.of[b.node]:
+            if self.grouping.of[c.node] != self.grouping.of[b.node]:
+                self.crossing.add((b.node, b.socket))
+            elif c.node == b.node and self.grouping.of[c.node] in self.per_pod \
+                    and link.transport == "tcp":
+                self.meshed.add((b.node, b.socket))
+            else:
                 continue
-            self.exposed.add((b.node, b.socket))
             index = None
             if "://" in link.endpoint:  # a literal connect reaches one bind
                 binds = [e.endpoint for e in topology.nodes[b.node].sockets[b.socket].bind]
                 index = binds.index(link.bind_endpoint) if link.bind_endpoint in binds else None
             self.remote.setdefault((c.node, c.socket, link.index), Remote(b.node, b.socket, index))
+        self.exposed = self.crossing | self.meshed
 
     def run_id(self, topology_name: str) -> str:
         """The default run id: ``TOPOLOGY-GROUP``, ``TOPOLOGY-GROUP-N`` with ``--replica N``
@@ -139,18 +150,18 @@ class GroupRun:
         return out
 
 
-def _check_replica(topology: Topology, nodes: tuple[str, ...], group: str, replica: int) -> None:
+def _check_replica(topology: Topology, group: Group, replica: int) -> None:
+    nodes, name = group.nodes, group.name
     if len(nodes) > 1:
-        raise UsageError(f"--replica {replica}: group {group} has {len(nodes)} nodes "
+        raise UsageError(f"--replica {replica}: group {name} has {len(nodes)} nodes "
                          f"({', '.join(nodes)}), which run in one pod; --replica is for a "
                          "group of one replicated node")
     count = topology.nodes[nodes[0]].replicas
-    shared = topology.nodes[nodes[0]].ipc
-    if count > 1 and shared:
-        raise UsageError(f"--replica {replica}: the replicas of node {nodes[0]} (group {group}) "
-                         f"share IPC resource {shared[0]}, so they run in one pod; run the "
-                         "group without --replica")
+    if group.together:
+        raise UsageError(f"--replica {replica}: the replicas of node {nodes[0]} (group {name}) "
+                         f"{group.together}, so they run in one pod; run the group without "
+                         "--replica")
     if not 0 <= replica < count:
         has = "1 replica, 0" if count == 1 else f"{count} replicas, 0 to {count - 1}"
-        raise UsageError(f"--replica {replica}: group {group} is node {nodes[0]}, which has "
+        raise UsageError(f"--replica {replica}: group {name} is node {nodes[0]}, which has "
                          f"{has}")

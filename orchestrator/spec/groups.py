@@ -5,8 +5,11 @@ pair or a fifo they list form one *group* (connected components, in file order).
 On one machine this changes nothing; exported to Kubernetes
 (``topo export kubernetes``) each group is one workload, and ``topo up FILE
 --group G`` runs one group, reaching the others over tcp. A group that is one
-replicated node sharing no IPC resource among its replicas ``spreads``: one pod
-per replica.
+replicated node ``spreads``, one pod per replica, unless its replicas must share a
+host (``Group.together``): an IPC resource they all open, or an ipc or inproc link
+from the node to itself (each replica connects to every replica's bind). Replicas
+that link to one another over tcp do spread: they reach each other as they reach
+another group (``group_run``).
 
 A group's name is its first node's name, made a DNS label (``Worker_Pool`` ->
 ``worker-pool``) since it names a Service and its pods: a Service name must be a
@@ -61,6 +64,9 @@ class Group:
     name: str  # DNS-1123 label
     nodes: tuple[str, ...]  # file order
     joins: tuple[Join, ...] = ()
+    # Why the replicas of its one node must share a host, after "they": "share IPC resource
+    # jobs", "link to each other over ipc://out"; "" when they need not (or it has one).
+    together: str = ""
 
     @property
     def single(self) -> str | None:
@@ -114,11 +120,15 @@ def group_nodes(topology: Topology) -> Grouping:
         parent[rb] = ra  # b's set (the later one) joins a's
         joins.append(Join(b, a, why))
 
+    linked: dict[str, str] = {}  # node -> a host link between its own replicas
     for link in resolve(topology).links:
         c, b = link.connector, link.binder
-        if c is None or b is None or c.node == b.node:
+        if c is None or b is None or link.transport not in HOST_TRANSPORTS \
+                or link.bind_endpoint is None:
             continue
-        if link.transport in HOST_TRANSPORTS and link.bind_endpoint is not None:
+        if c.node == b.node:
+            linked.setdefault(c.node, link.bind_endpoint)
+        else:
             join(c.node, b.node, link.bind_endpoint)
     listed: dict[str, list[str]] = {}  # resource -> the nodes that list it, in file order
     for n in names:
@@ -139,18 +149,25 @@ def group_nodes(topology: Topology) -> Grouping:
     for first, nodes in members.items():
         label = _unique(dns_label(first), taken)
         mine = set(nodes)
-        groups.append(Group(label, tuple(nodes), tuple(j for j in joins if j.node in mine)))
+        together = ""
+        spec = topology.nodes[first]
+        if len(nodes) == 1 and spec.replicas > 1:
+            if spec.ipc:
+                together = f"share IPC resource {spec.ipc[0]}"
+            elif first in linked:
+                together = f"link to each other over {linked[first]}"
+        groups.append(Group(label, tuple(nodes), tuple(j for j in joins if j.node in mine),
+                            together))
         of.update(dict.fromkeys(nodes, label))
     return Grouping(groups, of)
 
 
 def spreads(topology: Topology, group: Group) -> bool:
     """Whether ``group`` may run one pod per replica: it is one node with several replicas,
-    and they share no IPC resource (a queue, segment, semaphore set or fifo that every
-    replica of the node opens is one object on one host, so its replicas must stay on it)."""
+    and nothing ties them to one host (``Group.together``: a queue, segment, semaphore set
+    or fifo that every replica opens is one object on one host; an ipc path, one file)."""
     node = group.single
-    return node is not None and topology.nodes[node].replicas > 1 \
-        and not topology.nodes[node].ipc
+    return node is not None and topology.nodes[node].replicas > 1 and not group.together
 
 
 def _unique(label: str, taken: set[str]) -> str:

@@ -26,7 +26,7 @@ Group broker: broker, worker
   worker joins broker: ipc://backend
   Deployment broker, 1 pod: its nodes are not all restart: never, so Kubernetes keeps the
     group running
-  Service broker: 5550 (frontend: broker.frontend); other groups reach it as broker
+  Service broker: 5550 (frontend: broker.frontend); reached as broker
   note: restart: on-failure (broker, worker): once every node of the group has ended,
     `topo up` ends and Kubernetes starts the pod again, even after a clean end: a Deployment
     knows only restartPolicy Always
@@ -49,7 +49,7 @@ def test_one_pod_per_replica_in_words(tmp_path: Path) -> None:
     assert "StatefulSet server, 3 pods: one pod per replica of server" in text
     assert ("headless Service server: 5550 (clients-0: server.0.clients), 5551 (clients-1: "
             "server.1.clients), 5552") in text
-    assert "other groups reach it as server-N.server (N = 0..2)" in text
+    assert "reached as server-N.server (N = 0..2)" in text
     assert ("waits for server-0.server:5550, server-1.server:5551, server-2.server:5552 "
             "(client depends_on server)") in text
 

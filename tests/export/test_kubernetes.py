@@ -20,7 +20,7 @@ from orchestrator.spec.diagnostics import Diagnostic
 from orchestrator.spec.model import Topology
 from orchestrator.spec.source import SourceMap
 from tests.export.kube import load_all, problems, schema_errors
-from tests.export.test_workloads import EXTERNAL, SPREAD
+from tests.export.test_workloads import EXTERNAL, MESH, SPREAD
 from tests.topo_samples import ROOT, TEACHING
 
 IMAGE = "registry.example/topo:1"
@@ -68,6 +68,19 @@ def test_one_pod_per_replica_exports_valid_manifests(tmp_path: Path, restart: st
         "$(POD_INDEX)" in container["command"]
     index = next(e for e in container["env"] if e["name"] == "POD_INDEX")
     assert "index" in index["valueFrom"]["fieldRef"]["fieldPath"]
+
+
+def test_replicas_that_connect_to_one_another_export_a_statefulset(tmp_path: Path) -> None:
+    file = tmp_path / "mesh.yaml"
+    file.write_text(MESH.format(bind="tcp://127.0.0.1:*"))
+    done = _export(file, cwd=tmp_path)
+    docs = load_all(done.text)
+    # problems() also checks that each replica's connects reach a pod the Service names.
+    assert schema_errors(docs) == [] and problems(docs, done.export.topology) == []
+    assert [(d["kind"], d["spec"].get("clusterIP")) for d in docs] == [
+        ("Service", "None"), ("StatefulSet", None)]
+    assert docs[1]["spec"]["template"]["spec"]["containers"][0]["command"][4:7] == [
+        "peer", "--replica", "$(POD_INDEX)"]
 
 
 def test_external_tcp_binds_are_in_a_service_and_the_container_ports(tmp_path: Path) -> None:

@@ -71,6 +71,36 @@ nodes:
     assert any("each runs as replica 0" in n for n in worker.notes)
 
 
+MESH = """
+nodes:
+  peer:
+    run: m:f
+    replicas: 3
+    sockets:
+      out: {{type: PUB, bind: "{bind}"}}
+      in: {{type: SUB, subscribe: "", connect: peer.out}}
+"""
+
+
+def test_replicas_that_connect_to_one_another_over_tcp_are_a_statefulset() -> None:
+    (peer,) = plan_export(load(MESH.format(bind="tcp://127.0.0.1:*"))).workloads
+    assert (peer.kind, peer.pods, peer.headless, peer.replica_arg) == (
+        STATEFULSET, 3, True, "$(POD_INDEX)")
+    assert peer.why == ("one pod per replica of peer, and its replicas connect to one another, "
+                        "so its pods need names")
+    assert [(p.name, p.port) for p in peer.ports] == [
+        ("out-0", 5550), ("out-1", 5551), ("out-2", 5552)]
+    assert peer.hosts() == ["peer-0.peer", "peer-1.peer", "peer-2.peer"]
+
+
+def test_replicas_that_connect_to_one_another_over_ipc_are_one_pod_and_say_why() -> None:
+    (peer,) = plan_export(load(MESH.format(bind="ipc://out"))).workloads
+    assert (peer.kind, peer.pods, peer.per_pod, peer.replica_arg, peer.ports) == (
+        DEPLOYMENT, 1, False, None, ())
+    assert peer.why.endswith("; one pod for the 3 replicas of peer, which link to each other "
+                             "over ipc://out")
+
+
 def test_nodes_sharing_ipc_are_one_pod_with_every_replica() -> None:
     export = plan_export(load("""
 nodes:

@@ -110,6 +110,38 @@ def test_replicas_that_share_a_resource_stay_in_one_pod() -> None:
         GroupRun(t, "pool", replica=0)
 
 
+def mesh(bind: str) -> Topology:
+    """Replicas that connect to one another: each SUB connects to every replica's PUB."""
+    return topo({"peer": run(replicas=3, sockets={
+        "out": {"type": "PUB", "bind": bind},
+        "in": {"type": "SUB", "subscribe": "", "connect": "peer.out"}})})
+
+
+def test_replicas_that_connect_to_one_another_over_tcp_reach_each_pod() -> None:
+    t = mesh("tcp://127.0.0.1:*")
+    g = GroupRun(t, "peer", replica=1)
+    assert g.per_pod == {"peer"} and g.meshed == {("peer", "out")} and g.crossing == set()
+    p = plan(t, g)
+    assert [r.replica for r in p.replicas] == [1]
+    assert sock(p, "peer", "out", 1).bind == (f"tcp://*:{P1}",)
+    assert sock(p, "peer", "in", 1).connect == (
+        f"tcp://peer-0.peer:{P0}", f"tcp://peer-1.peer:{P1}", f"tcp://peer-2.peer:{P2}")
+    local = GroupRun(t, "peer", resolve_hosts={"peer": "127.0.0.1"})
+    assert sock(plan(t, local), "peer", "in", 2).connect == (
+        f"tcp://127.0.0.1:{P0}", f"tcp://127.0.0.1:{P1}", f"tcp://127.0.0.1:{P2}")
+
+
+def test_replicas_that_connect_to_one_another_over_ipc_stay_in_one_pod() -> None:
+    t = mesh("ipc://out")
+    g = GroupRun(t, "peer")
+    assert g.per_pod == set() and g.exposed == set()
+    assert sock(plan(t, g), "peer", "in", 2).connect == tuple(
+        f"ipc://{RUN_DIR}/out.{r}" for r in range(3))
+    with pytest.raises(UsageError, match=r"the replicas of node peer \(group peer\) link to "
+                                         r"each other over ipc://out, so they run in one pod"):
+        GroupRun(t, "peer", replica=0)
+
+
 def test_literal_ports_and_literal_connects() -> None:
     t = topo({
         "server": run(sockets={"s": {"type": "REP", "bind": ["ipc://x", "tcp://127.0.0.1:7000",

@@ -223,6 +223,18 @@ def test_spreads_only_a_replicated_node_that_shares_nothing() -> None:
         "pool": True, "one": False, "sharing": False, "a": False}
 
 
+def test_replicas_linked_to_each_other_by_ipc_stay_together_by_tcp_spread() -> None:
+    def mesh(bind: str) -> dict[str, Any]:
+        return cmd(replicas=3, sockets={"out": {"type": "PUB", "bind": bind},
+                                        "in": {"type": "SUB", "subscribe": "",
+                                               "connect": "peer.out"}})
+
+    (ipc,) = group_nodes(t := topo({"peer": mesh("ipc://out")})).groups
+    assert (ipc.together, spreads(t, ipc)) == ("link to each other over ipc://out", False)
+    (tcp,) = group_nodes(t := topo({"peer": mesh("tcp://127.0.0.1:*")})).groups
+    assert (tcp.together, spreads(t, tcp)) == ("", True)
+
+
 # -- fixed ports -----------------------------------------------------------------------------------
 
 
