@@ -25,7 +25,7 @@ import yaml
 
 from orchestrator.errors import InvalidTopology, UsageError
 from orchestrator.export.explain import explain_export
-from orchestrator.export.manifests import KEYS_DIR, Target, documents, keys_secret_name
+from orchestrator.export.manifests import KEYS_DIR, KEYS_GROUP, Target, documents, keys_secret_name
 from orchestrator.export.workloads import Export, plan_export, variables_used
 from orchestrator.export.yamlout import render
 from orchestrator.spec.checks.hosts import check_hosts
@@ -175,8 +175,10 @@ def header(export: Export, target: Target) -> list[str]:
     if target.keys_secret is not None:
         ns = f" -n {target.namespace}" if target.namespace else ""
         lines += ["", "CURVE (security: {curve: true}): every group reads the same key pairs "
-                      f"from the Secret {target.keys_secret}, mounted at {KEYS_DIR}; make it "
-                      "once, before applying these:",
+                      f"from the Secret {target.keys_secret}, mounted at {KEYS_DIR} (secret "
+                      f"keys 0440, group {KEYS_GROUP} by the pod's fsGroup, so the image may run "
+                      "as any user; where the cluster sets fsGroup itself, as OpenShift does, "
+                      "drop it); make it once, before applying these:",
                   f"  topo keys --make keys/ {target.file}",
                   f"  kubectl create secret generic {target.keys_secret} --from-file=keys/{ns}"]
     if target.variables:

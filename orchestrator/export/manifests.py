@@ -19,7 +19,12 @@ from orchestrator.export.workloads import JOB, STATEFULSET, Export, Workload
 READY_FILE = "/tmp/topo-ready"
 STATE_DIR = "/tmp/topo"
 KEYS_DIR = "/etc/topo/keys"  # where a CURVE topology's Secret is mounted (`topo up --keys`)
-PUBLIC_MODE, SECRET_MODE = 0o444, 0o400
+PUBLIC_MODE, SECRET_MODE = 0o444, 0o440
+# The group of the key files (pod securityContext.fsGroup): the kubelet gives the Secret's
+# files this group and adds it to every process of the pod, so an image that runs as a user
+# other than root reads its secret keys (0440) too. Any id would do; 1000 is the first user's
+# group of most images.
+KEYS_GROUP = 1000
 PART_OF, COMPONENT = "app.kubernetes.io/part-of", "app.kubernetes.io/component"
 INDEX_FIELDS = {
     STATEFULSET: "metadata.labels['apps.kubernetes.io/pod-index']",
@@ -125,7 +130,8 @@ def _group_comments(work: Workload, target: Target) -> list[str]:
     if target.keys_secret is not None:
         lines.append(f"CURVE: Secret {target.keys_secret} at {KEYS_DIR} (`topo up --keys`): "
                      "every node's public key (mode 0444 = 292), and the secret keys of this "
-                     "group's nodes only (mode 0400 = 256)")
+                     f"group's nodes only (mode 0440 = 288, group {KEYS_GROUP}: fsGroup, so "
+                     "that a container running as any user reads them)")
     return lines
 
 
@@ -197,6 +203,8 @@ def _pod_spec(export: Export, work: Workload, target: Target) -> dict[str, Any]:
         # where a ${VAR} of the topology file could pick it up.
         "enableServiceLinks": False,
     }
+    if target.keys_secret is not None:
+        pod["securityContext"] = {"fsGroup": KEYS_GROUP}
     if work.kind == JOB and work.headless:
         pod["subdomain"] = work.name  # pod N of an Indexed Job is GROUP-N.GROUP
     waits = _init_containers(work, target)

@@ -247,6 +247,8 @@ def test_curve_keys_come_from_a_secret_each_pod_sees_only_its_own_secret_keys() 
     assert ("#   kubectl create secret generic ironhouse-curve-keys --from-file=keys/ -n zmq\n"
             in done.text)
     assert "secret-key" not in done.text  # no key is in the output
+    assert "group 1000 by the pod's fsGroup, so the image may run as any user" in " ".join(
+        line.lstrip("# ") for line in done.text.splitlines())
     publics = {f"{n}.key" for n in done.export.topology.nodes}
     for doc in load_all(done.text):
         if doc["kind"] == "Service":
@@ -257,7 +259,10 @@ def test_curve_keys_come_from_a_secret_each_pod_sees_only_its_own_secret_keys() 
         assert volume["secret"]["secretName"] == "ironhouse-curve-keys"
         items = {i["path"]: i["mode"] for i in volume["secret"]["items"]}
         assert items == {**dict.fromkeys(publics, 0o444),
-                         **{f"{n}.key_secret": 0o400 for n in group.nodes}}
+                         **{f"{n}.key_secret": 0o440 for n in group.nodes}}
+        # The kubelet gives the files the pod's fsGroup: an image running as a user other
+        # than root reads its secret keys through that group.
+        assert pod["securityContext"] == {"fsGroup": 1000}
         container = pod["containers"][0]
         assert container["volumeMounts"] == [
             {"name": "curve-keys", "mountPath": "/etc/topo/keys", "readOnly": True}]
