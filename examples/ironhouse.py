@@ -2,9 +2,17 @@
 
 It knows all that a stranger can know: where the broker listens (the run's
 state file names every endpoint, docs/reference.md#runs; a real intruder would
-scan for the port) and the broker's public key (``keys/broker.key`` in the run
-folder: a public key is meant to be handed out). It makes a key pair of its
-own, so its socket speaks CURVE correctly, and asks the broker something.
+scan for the port) and the broker's public key (``broker.key``, next to the key
+files topo gives this node, ``TOPO_CURVE_SECRET_FILE``: a public key is meant to
+be handed out). It makes a key pair of its own, so its socket speaks CURVE
+correctly, and asks the broker something.
+
+Split into groups (``topo up FILE --group intruder --keys DIR``, what a pod of
+``topo export kubernetes`` runs) the run's state file names this group's
+endpoints only, and the keys are in ``DIR``: the broker's group then listens on
+its fixed port (every group of a file agrees on those without talking), at the
+group's Service name, ``broker``; where that name is unknown, the groups run
+side by side on this machine (``--resolve broker=127.0.0.1``).
 
 The broker's ZAP handler does not know its public key and refuses the
 handshake. At the socket API nothing fails: ``send`` queues the request and no
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from typing import Any
 
@@ -28,21 +37,36 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from orchestrator.certs import read_public
+from orchestrator.spec.group_run import GroupRun
+from orchestrator.spec.groups import group_nodes
+from orchestrator.spec.validate import load_or_raise
 
 WAIT_MS = 1500  # how long the intruder waits for a reply
 
 
 def frontend_endpoint(run_dir: str) -> str:
-    """The broker's tcp frontend, from the run's state file."""
+    """The broker's tcp frontend: from the run's state file, or where a group run has it."""
     with open(os.path.join(run_dir, "state.json"), encoding="utf-8") as f:
-        binds: list[str] = json.load(f)["endpoints"]["broker.0"]["frontend"]["bind"]
-    return next(b for b in binds if b.startswith("tcp://"))
+        state = json.load(f)
+    broker = state["endpoints"].get("broker.0")
+    if broker is not None:  # one run of the whole file
+        return next(b for b in broker["frontend"]["bind"] if b.startswith("tcp://"))
+    topology = load_or_raise(state["file"], os.environ).topology
+    assert topology is not None  # topo up read the same file
+    mine = GroupRun(topology, group_nodes(topology).of["intruder"])
+    host, port = mine.host("broker", 0), mine.ports[("broker", "frontend", 0, 0)]
+    try:
+        socket.getaddrinfo(host, port)
+    except socket.gaierror:
+        host = "127.0.0.1"  # no such name: the groups run side by side on this machine
+    return f"tcp://{host}:{port}"
 
 
 def intruder(node: Any) -> int:
     me = node.full_name
     endpoint = frontend_endpoint(node.run_dir)
-    broker_key = read_public(os.path.join(node.run_dir, "keys", "broker.key"))
+    keys = os.path.dirname(os.environ["TOPO_CURVE_SECRET_FILE"])
+    broker_key = read_public(os.path.join(keys, "broker.key"))
     public, secret = zmq.curve_keypair()  # a key pair of its own: topo never heard of it
 
     sock = node.context.socket(zmq.REQ)

@@ -25,9 +25,9 @@ up), so two round trips on one machine would collide: a lock file serializes the
 across pytest workers and sessions.
 
 A file with one group is the plain run (tests/integration/test_topologies.py), so
-only its plan is compared here; a CURVE file (ironhouse) is refused without a shared
-key folder, which is what is checked for it (its intruder also reads the broker's
-endpoints from the run folder, which a split run does not share).
+only its plan is compared here. A CURVE file (ironhouse) is refused without a shared
+key folder; with one (``topo keys --make DIR FILE``, then ``--keys DIR`` for every
+group, as the exported pods mount one Secret) it runs split like the others.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def kind_of(path: Path) -> str:
 
 
 IDS = {"split": "{}", "one-group": "{}-one-group-same-as-the-plain-run",
-       "curve": "{}-curve-refused-without-shared-keys"}
+       "curve": "{}-curve-with-shared-keys-only"}
 CASES = [pytest.param(p, kind, id=IDS[kind].format(p.stem),
                       marks=[pytest.mark.php] if php_extensions(p) else [])
          for p in TEACHING for kind in [kind_of(p)]]
@@ -161,7 +161,7 @@ class Trip:
     path: Path
     env: dict[str, str]
     state: Path
-    resolve: list[str]
+    resolve: list[str]  # what every group gets: --resolve G=127.0.0.1 each, --keys DIR
     detached: list[Detached] = field(default_factory=list)
     transcript: list[str] = field(default_factory=list)
 
@@ -235,13 +235,18 @@ def test_split_into_groups_it_runs_as_its_header_says(
         check_one_group(path, topology, tmp_path)
         return
     env = no_leftovers.env()
+    shared: list[str] = []
     if kind == "curve":
         first = grouping.groups[0].name
         result = subprocess.run([*TOPO, "up", str(path), "--group", first], cwd=ROOT, env=env,
                                 capture_output=True, text=True, timeout=30, check=False)
         assert result.returncode == 2, result.stdout + result.stderr
         assert "security.curve" in result.stderr and "Traceback" not in result.stderr
-        return
+        keys = tmp_path / "keys"
+        result = subprocess.run([*TOPO, "keys", "--make", str(keys), str(path)], cwd=ROOT,
+                                env=env, capture_output=True, text=True, timeout=30, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        shared = ["--keys", str(keys)]
     needed = php_extensions(path)
     if needed:
         need("php", "apt-get install php-cli")
@@ -255,7 +260,8 @@ def test_split_into_groups_it_runs_as_its_header_says(
     foreground = grouping.of[exit_node] if exit_node is not None else last
     order = start_order(depends, foreground)
     trip = Trip(path, env, no_leftovers.root,
-                [a for g in grouping.groups for a in ("--resolve", f"{g.name}=127.0.0.1")])
+                [a for g in grouping.groups for a in ("--resolve", f"{g.name}=127.0.0.1")]
+                + shared)
     ready_file = tmp_path / "foreground.ready"
     fg_argv = [*TOPO, "up", str(path), "--group", foreground, *trip.resolve, "--no-color",
                "--timeout", str(RUN_LIMIT), "--ready-file", str(ready_file), *args]
