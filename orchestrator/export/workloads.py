@@ -6,8 +6,10 @@ work as on one machine. The choices, per group:
 
 - every node ``restart: never``: a **Job** (it runs to its end once); otherwise a
   **Deployment**, whose pods Kubernetes keeps running;
-- a group of one replicated node: one pod per replica. Its pods need names when
-  other groups connect to each replica (``GROUP-N.GROUP``, as ``group_run`` says):
+- a group of one replicated node: one pod per replica (unless its replicas must
+  share a host, ``Group.together``). Its pods need names when other groups, peers
+  outside the topology or its own replicas (over tcp) connect to each replica
+  (``GROUP-N.GROUP``, as ``group_run`` says):
   a **StatefulSet** (or an Indexed Job) under a headless Service, each pod running
   its own replica (``--replica $(POD_INDEX)``). A Deployment's pods have no index:
   each runs replica 0;
