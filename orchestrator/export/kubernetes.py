@@ -7,8 +7,10 @@ Service (when other groups connect to it) and a workload whose container runs
 
 Refused, with diagnostics and exit 1, before anything is written: a file with
 errors, and what cannot cross hosts (E15x, ``spec/checks/hosts.py``). A CURVE
-topology's pods mount the key pairs of ``topo keys --make`` from a Secret the user
-makes (``TOPOLOGY-curve-keys``): no key is in the output, which stays the same bytes.
+topology's pods mount the keys of ``topo keys --make`` from objects the user makes (the
+header says how): every public key from the ConfigMap ``TOPOLOGY-public-keys``, the
+secret keys of the group's nodes from its Secret ``TOPOLOGY-GROUP-keys``. No key is in
+the output, which stays the same bytes.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ import yaml
 
 from orchestrator.errors import InvalidTopology, UsageError
 from orchestrator.export.explain import explain_export
-from orchestrator.export.manifests import KEYS_DIR, KEYS_GROUP, Target, documents, keys_secret_name
+from orchestrator.export.manifests import KEYS_DIR, Target, documents, keys_commands
 from orchestrator.export.workloads import Export, plan_export, variables_used
-from orchestrator.export.yamlout import render
+from orchestrator.export.yamlout import Verbatim, render
 from orchestrator.spec.checks.hosts import check_hosts
 from orchestrator.spec.diagnostics import Diagnostic
 from orchestrator.spec.groups import PORT_BASE
@@ -82,8 +84,8 @@ def export_kubernetes(file: str | os.PathLike[str], *, image: str | None,
     notes = [f"{w.name}: {n}" for w in export.workloads for n in w.notes]
     if explain:
         return Exported(explain_export(export, in_image), notes, export, warnings)
-    secret = keys_secret_name(topology.name) if topology.security.curve else None
-    target = Target(image or "", in_image, workdir, namespace, variables, secret)
+    target = Target(image or "", in_image, workdir, namespace, variables,
+                    topology.security.curve)
     text = render(header(export, target), documents(export, target))
     return Exported(text, notes, export, warnings)
 
@@ -172,15 +174,17 @@ def header(export: Export, target: Target) -> list[str]:
                 f"replica {r} " if spec.replicas > 1 else "")
             seen = "its group's Service" if (node, sock, i, r) in exposed else "inside its pod"
             lines.append(f"  {node}.{sock} {where}: {port} ({seen})".replace(" :", ":"))
-    if target.keys_secret is not None:
-        ns = f" -n {target.namespace}" if target.namespace else ""
-        lines += ["", "CURVE (security: {curve: true}): every group reads the same key pairs "
-                      f"from the Secret {target.keys_secret}, mounted at {KEYS_DIR} (secret "
-                      f"keys 0440, group {KEYS_GROUP} by the pod's fsGroup, so the image may run "
-                      "as any user; where the cluster sets fsGroup itself, as OpenShift does, "
-                      "drop it); make it once, before applying these:",
-                  f"  topo keys --make keys/ {target.file}",
-                  f"  kubectl create secret generic {target.keys_secret} --from-file=keys/{ns}"]
+    if target.curve:
+        lines += ["", "CURVE (security: {curve: true}): every pod mounts at "
+                      f"{KEYS_DIR} every node's public key from a ConfigMap (0444) and the "
+                      "secret keys of its own group's nodes from the group's Secret (0400), "
+                      "so the pods authenticate each other as on one machine; make them once, "
+                      "before applying these:",
+                  Verbatim(f"  topo keys --make keys/ {target.file}")]
+        lines += [Verbatim(f"  {c}") for c in keys_commands(export, target)]
+        lines.append("Secret keys are 0400 and belong to root: the usual image runs as root; "
+                     "one that runs as another user needs runAsUser: 0, or its own "
+                     "defaultMode or fsGroup.")
     if target.variables:
         lines += ["", f"Set when it was exported: {', '.join(target.variables)}; every "
                       "container gets the same values, so that it reads the file the same way."]

@@ -18,13 +18,15 @@ from orchestrator.export.workloads import JOB, STATEFULSET, Export, Workload
 
 READY_FILE = "/tmp/topo-ready"
 STATE_DIR = "/tmp/topo"
-KEYS_DIR = "/etc/topo/keys"  # where a CURVE topology's Secret is mounted (`topo up --keys`)
-PUBLIC_MODE, SECRET_MODE = 0o444, 0o440
-# The group of the key files (pod securityContext.fsGroup): the kubelet gives the Secret's
-# files this group and adds it to every process of the pod, so an image that runs as a user
-# other than root reads its secret keys (0440) too. Any id would do; 1000 is the first user's
-# group of most images.
-KEYS_GROUP = 1000
+# Where a CURVE topology's keys are mounted (`topo up --keys`): one projected volume, the
+# public keys of every node from a ConfigMap, the secret keys of the group's own nodes from
+# the group's Secret, side by side as `topo up --keys` reads them.
+KEYS_DIR = "/etc/topo/keys"
+KEYS_VOLUME = "curve-keys"
+# The kubelet's files belong to root (no fsGroup): 0400 is readable by root in the container
+# only, and `topo up --keys` refuses a secret key that every user can read.
+PUBLIC_MODE, SECRET_MODE = 0o444, 0o400
+NAME_MAX = 63  # a ConfigMap's or Secret's name, as a DNS label
 PART_OF, COMPONENT = "app.kubernetes.io/part-of", "app.kubernetes.io/component"
 INDEX_FIELDS = {
     STATEFULSET: "metadata.labels['apps.kubernetes.io/pod-index']",
@@ -71,7 +73,7 @@ class Target:
     workdir: str = "/app"
     namespace: str | None = None
     variables: Mapping[str, str] = field(default_factory=dict)  # ${VAR}s set at export
-    keys_secret: str | None = None  # CURVE: the Secret made from `topo keys --make DIR FILE`
+    curve: bool = False  # CURVE: the keys come from the objects the header says to make
 
 
 def label_value(text: str) -> str:
@@ -100,7 +102,7 @@ def documents(export: Export, target: Target) -> list[Document]:
     for work in export.workloads:
         service = _service(export, work, target)
         workload = _workload(export, work, target)
-        (service or workload).comments = _group_comments(work, target)
+        (service or workload).comments = _group_comments(export, work, target)
         if service is not None:
             docs.append(service)
         docs.append(workload)
@@ -115,23 +117,52 @@ def _metadata(export: Export, work: Workload, target: Target) -> dict[str, Any]:
     return meta
 
 
-def keys_secret_name(topology_name: str) -> str:
-    """The Secret that holds a CURVE topology's key files: ``TOPOLOGY-curve-keys``."""
-    stem = re.sub(r"[^a-z0-9-]+", "-", topology_name.lower()).strip("-")[:52].rstrip("-")
-    return f"{stem or 'topo'}-curve-keys"
+def _stem(topology_name: str, room: int) -> str:
+    """The topology's name in at most ``room`` characters of a DNS label."""
+    stem = re.sub(r"[^a-z0-9-]+", "-", topology_name.lower()).strip("-")[:room].rstrip("-")
+    return stem or "topo"
 
 
-def _group_comments(work: Workload, target: Target) -> list[str]:
+def public_keys_name(topology_name: str) -> str:
+    """The ConfigMap of a CURVE topology's public keys: ``TOPOLOGY-public-keys``."""
+    suffix = "-public-keys"
+    return _stem(topology_name, NAME_MAX - len(suffix)) + suffix
+
+
+def keys_secret_name(topology_name: str, group: str) -> str:
+    """The Secret of a group's secret keys: ``TOPOLOGY-GROUP-keys``. The group's name (a DNS
+    label of at most 52) stays whole, so that two groups never share a Secret; the
+    topology's name is cut to what is left."""
+    suffix = f"-{group}-keys"
+    return _stem(topology_name, NAME_MAX - len(suffix)) + suffix
+
+
+def keys_commands(export: Export, target: Target) -> list[str]:
+    """The commands that make the ConfigMap and each group's Secret from ``topo keys --make
+    keys/ FILE``: the output holds no key."""
+    topology = export.topology
+    ns = f" -n {target.namespace}" if target.namespace else ""
+    files = [f"--from-file=keys/{n}{PUBLIC_SUFFIX}" for n in topology.nodes]
+    lines = [f"kubectl create configmap {public_keys_name(topology.name)} {' '.join(files)}{ns}"]
+    for work in export.workloads:
+        files = [f"--from-file=keys/{n}{SECRET_SUFFIX}" for n in work.group.nodes]
+        lines.append(f"kubectl create secret generic "
+                     f"{keys_secret_name(topology.name, work.name)} {' '.join(files)}{ns}")
+    return lines
+
+
+def _group_comments(export: Export, work: Workload, target: Target) -> list[str]:
     lines = [f"group {work.name}: {', '.join(work.group.nodes)}"]
     lines += [f"  {j}" for j in work.group.joins]
     lines.append(f"{work.kind}: {work.why}")
     lines += [f"note: {n}" for n in work.notes]
     lines += work.remarks
-    if target.keys_secret is not None:
-        lines.append(f"CURVE: Secret {target.keys_secret} at {KEYS_DIR} (`topo up --keys`): "
-                     "every node's public key (mode 0444 = 292), and the secret keys of this "
-                     f"group's nodes only (mode 0440 = 288, group {KEYS_GROUP}: fsGroup, so "
-                     "that a container running as any user reads them)")
+    if target.curve:
+        name = export.topology.name
+        lines.append(f"CURVE: at {KEYS_DIR} (`topo up --keys`), every node's public key from "
+                     f"the ConfigMap {public_keys_name(name)} (mode 0444 = 292), and the "
+                     "secret keys of this group's nodes only, from the Secret "
+                     f"{keys_secret_name(name, work.name)} (mode 0400 = 256)")
     return lines
 
 
@@ -176,7 +207,7 @@ def _pod_spec(export: Export, work: Workload, target: Target) -> dict[str, Any]:
     command = ["topo", "up", target.file, "--group", work.name]
     if work.replica_arg is not None:
         command += ["--replica", work.replica_arg]
-    if target.keys_secret is not None:
+    if target.curve:
         command += ["--keys", KEYS_DIR]
     command += ["--ready-file", READY_FILE, "--no-color"]
     env: list[dict[str, Any]] = [{"name": "TOPO_STATE_DIR", "value": STATE_DIR}]
@@ -191,8 +222,8 @@ def _pod_spec(export: Export, work: Workload, target: Target) -> dict[str, Any]:
     if work.ports:
         container["ports"] = [{"name": p.name, "containerPort": p.port, "protocol": "TCP"}
                               for p in work.ports]
-    if target.keys_secret is not None:
-        container["volumeMounts"] = [{"name": "curve-keys", "mountPath": KEYS_DIR,
+    if target.curve:
+        container["volumeMounts"] = [{"name": KEYS_VOLUME, "mountPath": KEYS_DIR,
                                       "readOnly": True}]
     container["readinessProbe"] = {"exec": {"command": ["test", "-f", READY_FILE]},
                                    "periodSeconds": 2}
@@ -203,28 +234,30 @@ def _pod_spec(export: Export, work: Workload, target: Target) -> dict[str, Any]:
         # where a ${VAR} of the topology file could pick it up.
         "enableServiceLinks": False,
     }
-    if target.keys_secret is not None:
-        pod["securityContext"] = {"fsGroup": KEYS_GROUP}
     if work.kind == JOB and work.headless:
         pod["subdomain"] = work.name  # pod N of an Indexed Job is GROUP-N.GROUP
     waits = _init_containers(work, target)
     if waits:
         pod["initContainers"] = waits
     pod["containers"] = [container]
-    if target.keys_secret is not None:
-        pod["volumes"] = [_keys_volume(export, work, target.keys_secret)]
+    if target.curve:
+        pod["volumes"] = [_keys_volume(export, work)]
     return pod
 
 
-def _keys_volume(export: Export, work: Workload, secret: str) -> dict[str, Any]:
-    """Every node's public key (the group checks its clients and knows its servers), and
-    the secret keys of the group's own nodes: no pod holds another group's secret."""
-    items = [{"key": f"{n}{PUBLIC_SUFFIX}", "path": f"{n}{PUBLIC_SUFFIX}", "mode": PUBLIC_MODE}
-             for n in export.topology.nodes]
-    items += [{"key": f"{n}{SECRET_SUFFIX}", "path": f"{n}{SECRET_SUFFIX}", "mode": SECRET_MODE}
+def _keys_volume(export: Export, work: Workload) -> dict[str, Any]:
+    """Every node's public key (the group checks its clients and knows its servers), and,
+    from the group's own Secret, the secret keys of its nodes: no pod names another group's
+    Secret. The items make a key missing from either object fail the pod's start."""
+    name = export.topology.name
+    public = [{"key": f"{n}{PUBLIC_SUFFIX}", "path": f"{n}{PUBLIC_SUFFIX}", "mode": PUBLIC_MODE}
+              for n in export.topology.nodes]
+    secret = [{"key": f"{n}{SECRET_SUFFIX}", "path": f"{n}{SECRET_SUFFIX}", "mode": SECRET_MODE}
               for n in work.group.nodes]
-    return {"name": "curve-keys", "secret": {"secretName": secret, "defaultMode": SECRET_MODE,
-                                             "items": items}}
+    return {"name": KEYS_VOLUME, "projected": {"defaultMode": SECRET_MODE, "sources": [
+        {"configMap": {"name": public_keys_name(name), "items": public}},
+        {"secret": {"name": keys_secret_name(name, work.name), "items": secret}},
+    ]}}
 
 
 def _init_containers(work: Workload, target: Target) -> list[dict[str, Any]]:

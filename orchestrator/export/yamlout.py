@@ -2,8 +2,9 @@
 
 PyYAML's ``safe_dump`` writes each body in the order it was built (``sort_keys=False``)
 and never folds a line; text with line breaks (the wait script) is a literal block.
-Comments are written by hand, wrapped to ``WIDTH``. The same documents always give
-the same bytes: there is no timestamp and no set in the output.
+Comments are written by hand, wrapped to ``WIDTH`` (a ``Verbatim`` line, a command to
+copy, never is). The same documents always give the same bytes: there is no timestamp
+and no set in the output.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ _Dumper.add_representer(str, _text)
 _Dumper.add_representer(list, _list)
 
 
+class Verbatim(str):
+    """A comment line written as it is, however long: a command to copy, whole."""
+
+
 def wrap(line: str, width: int) -> list[str]:
     """``line`` wrapped to ``width``, never inside a `code span`; follow-ups indented."""
     indent = line[: len(line) - len(line.lstrip())]
@@ -53,6 +58,9 @@ def comment(lines: Iterable[str]) -> str:
     for line in lines:
         if not line.strip():
             out.append("#")
+            continue
+        if isinstance(line, Verbatim):
+            out.append(f"# {line}")
             continue
         out += [f"# {w}" for w in wrap(line, WIDTH - 2)]
     return "".join(f"{line}\n" for line in out)

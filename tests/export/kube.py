@@ -83,6 +83,12 @@ def problems(docs: Sequence[dict[str, Any]], topology: Topology) -> list[str]:
             for p in c.get("ports", []):
                 if not port_name_ok(p["name"]):
                     said.append(f"{kind} {name}: port name {p['name']!r} is not valid")
+        for vol in pod["spec"].get("volumes", []):
+            for source in vol.get("projected", {}).get("sources", []):
+                for ref_kind, ref in source.items():
+                    if not DNS_1123.fullmatch(ref["name"]):
+                        said.append(f"{kind} {name}: {ref_kind} {ref['name']} is not a DNS "
+                                    "label of at most 63")
     for name, svc in services.items():
         matched = [pod for _, pod in pods.values()
                    if all(pod["metadata"]["labels"].get(k) == v

@@ -12,14 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.certs import make_keys, read_public
 from orchestrator.cli import build_parser, main
 from orchestrator.errors import InvalidTopology, RunError, TopoError
 from orchestrator.export import kubernetes
 from orchestrator.export.kubernetes import export_kubernetes
+from orchestrator.export.manifests import keys_secret_name, public_keys_name
 from orchestrator.spec.diagnostics import Diagnostic
 from orchestrator.spec.model import Topology
 from orchestrator.spec.source import SourceMap
-from tests.export.kube import load_all, problems, schema_errors
+from orchestrator.start.prepare import _check_secrets, _read_keys
+from tests.export.kube import DNS_1123, load_all, problems, schema_errors
 from tests.export.test_workloads import EXTERNAL, MESH, SPREAD
 from tests.topo_samples import ROOT, TEACHING
 
@@ -241,33 +244,107 @@ def test_cli_refuses_what_cannot_cross_hosts_and_writes_nothing(
     assert not out.exists()
 
 
-def test_curve_keys_come_from_a_secret_each_pod_sees_only_its_own_secret_keys() -> None:
+IRONHOUSE_KEYS = [  # the header of ironhouse's export, --namespace zmq
+    "#   topo keys --make keys/ topologies/ironhouse.yaml",
+    "#   kubectl create configmap ironhouse-public-keys --from-file=keys/broker.key "
+    "--from-file=keys/worker.key --from-file=keys/intruder.key --from-file=keys/client.key "
+    "-n zmq",
+    "#   kubectl create secret generic ironhouse-broker-keys "
+    "--from-file=keys/broker.key_secret --from-file=keys/worker.key_secret -n zmq",
+    "#   kubectl create secret generic ironhouse-intruder-keys "
+    "--from-file=keys/intruder.key_secret -n zmq",
+    "#   kubectl create secret generic ironhouse-client-keys "
+    "--from-file=keys/client.key_secret -n zmq",
+]
+
+
+def test_curve_header_gives_the_commands_that_make_the_key_objects_once() -> None:
     done = _export(ROOT / "topologies/ironhouse.yaml", namespace="zmq")
-    assert "#   topo keys --make keys/ topologies/ironhouse.yaml\n" in done.text
-    assert ("#   kubectl create secret generic ironhouse-curve-keys --from-file=keys/ -n zmq\n"
-            in done.text)
+    lines = done.text.splitlines()
+    at = lines.index(IRONHOUSE_KEYS[0])
+    assert lines[at:at + len(IRONHOUSE_KEYS)] == IRONHOUSE_KEYS  # one line each, to copy
     assert "secret-key" not in done.text  # no key is in the output
-    assert "group 1000 by the pod's fsGroup, so the image may run as any user" in " ".join(
-        line.lstrip("# ") for line in done.text.splitlines())
-    publics = {f"{n}.key" for n in done.export.topology.nodes}
-    for doc in load_all(done.text):
+    assert done.text == _export(ROOT / "topologies/ironhouse.yaml", namespace="zmq").text
+    words = " ".join(line.lstrip("# ") for line in lines)
+    assert ("Secret keys are 0400 and belong to root: the usual image runs as root; one that "
+            "runs as another user needs runAsUser: 0, or its own defaultMode or fsGroup."
+            in words)
+    plain = _export(ROOT / "topologies/ironhouse.yaml").text
+    assert "#   kubectl create secret generic ironhouse-client-keys " \
+           "--from-file=keys/client.key_secret\n" in plain
+
+
+def test_curve_each_pod_mounts_every_public_key_and_only_its_own_groups_secret() -> None:
+    done = _export(ROOT / "topologies/ironhouse.yaml", namespace="zmq")
+    docs = load_all(done.text)
+    assert schema_errors(docs) == []
+    assert problems(docs, done.export.topology) == []
+    publics = {f"{n}.key": 0o444 for n in done.export.topology.nodes}
+    secrets = set()
+    for doc in docs:
         if doc["kind"] == "Service":
             continue
         group = done.export.workload(doc["metadata"]["name"]).group
         pod = doc["spec"]["template"]["spec"]
+        assert "securityContext" not in pod  # no fsGroup: the keys belong to root
         (volume,) = pod["volumes"]
-        assert volume["secret"]["secretName"] == "ironhouse-curve-keys"
-        items = {i["path"]: i["mode"] for i in volume["secret"]["items"]}
-        assert items == {**dict.fromkeys(publics, 0o444),
-                         **{f"{n}.key_secret": 0o440 for n in group.nodes}}
-        # The kubelet gives the files the pod's fsGroup: an image running as a user other
-        # than root reads its secret keys through that group.
-        assert pod["securityContext"] == {"fsGroup": 1000}
+        assert volume["name"] == "curve-keys"
+        assert volume["projected"]["defaultMode"] == 0o400
+        config, secret = volume["projected"]["sources"]
+        assert config["configMap"]["name"] == "ironhouse-public-keys"
+        assert {i["path"]: i["mode"] for i in config["configMap"]["items"]} == publics
+        assert secret["secret"]["name"] == f"ironhouse-{group.name}-keys"
+        assert {i["path"]: i["mode"] for i in secret["secret"]["items"]} == {
+            f"{n}.key_secret": 0o400 for n in group.nodes}
+        secrets.add(secret["secret"]["name"])
         container = pod["containers"][0]
         assert container["volumeMounts"] == [
             {"name": "curve-keys", "mountPath": "/etc/topo/keys", "readOnly": True}]
         command = container["command"]
         assert command[command.index("--keys") + 1] == "/etc/topo/keys"
+    assert len(secrets) == len(done.export.workloads)
+
+
+def test_curve_the_mounted_keys_are_what_topo_up_keys_reads(tmp_path: Path) -> None:
+    # What kubectl makes from the header's commands, and the kubelet mounts in each pod.
+    done = _export(ROOT / "topologies/ironhouse.yaml")
+    topology = done.export.topology
+    make_keys(tmp_path / "keys", topology.nodes)
+    objects: dict[str, dict[str, bytes]] = {}
+    for line in done.text.splitlines():
+        words = line.lstrip("# ").split()
+        if words[:2] == ["kubectl", "create"]:
+            name = words[4] if words[2] == "secret" else words[3]
+            objects[name] = {Path(w.partition("=")[2]).name: (tmp_path / w.partition("=")[2])
+                             .read_bytes() for w in words if w.startswith("--from-file=")}
+    for doc in load_all(done.text):
+        if doc["kind"] == "Service":
+            continue
+        group = done.export.workload(doc["metadata"]["name"]).group
+        mount = tmp_path / group.name
+        mount.mkdir()
+        for source in doc["spec"]["template"]["spec"]["volumes"][0]["projected"]["sources"]:
+            (ref,) = source.values()
+            for item in ref["items"]:
+                (mount / item["path"]).write_bytes(objects[ref["name"]][item["key"]])
+                (mount / item["path"]).chmod(item["mode"])
+        assert _read_keys(mount, topology.nodes) == {
+            n: read_public(tmp_path / "keys" / f"{n}.key") for n in topology.nodes}
+        _check_secrets(mount, group.nodes)  # every secret of the group, 0400
+        assert sorted(p.name for p in mount.glob("*.key_secret")) == sorted(
+            f"{n}.key_secret" for n in group.nodes)
+
+
+def test_curve_key_objects_have_dns_names_of_at_most_63_one_secret_per_group() -> None:
+    long = "A_" + "very-long-topology-name" * 4
+    group = "g" * 52  # the longest group name
+    assert public_keys_name(long) == ("a-" + "very-long-topology-name" * 4)[:51] + "-public-keys"
+    names = {keys_secret_name(long, g) for g in (group, group[:-1] + "h", "broker")}
+    assert len(names) == 3
+    assert keys_secret_name(long, group) == f"a-ver-{group}-keys"  # the group's name whole
+    assert keys_secret_name("ironhouse", "broker") == "ironhouse-broker-keys"
+    for name in [*names, public_keys_name(long), public_keys_name("--")]:
+        assert DNS_1123.fullmatch(name), name
 
 
 @pytest.mark.parametrize(("args", "says"), [
