@@ -35,7 +35,7 @@ from typing import Any
 
 from orchestrator import paths
 from orchestrator.errors import NotReady, RunError, UsageError
-from orchestrator.paths import KEYS_DIR, OUTPUT_LOG
+from orchestrator.paths import OUTPUT_LOG
 from orchestrator.runs.client import Run as Found
 from orchestrator.runs.client import down_run, restart_run
 from orchestrator.runs.folder import read_state
@@ -200,13 +200,13 @@ class Run:
         if self.curve is None or not self._socket(ref).get("bind"):
             return None
         # deferred: as in connect(), libzmq only for a caller that connects
-        from orchestrator.certs import PUBLIC_SUFFIX, read_public
+        from orchestrator.views.keys import public_keys
 
         node = ref.partition("@")[0].rpartition(".")[0]  # broker, or worker.2
         name, _, replica = node.rpartition(".")
         if not (name and replica.isdigit()):
             name = node
-        return read_public(self.folder / KEYS_DIR / f"{name}{PUBLIC_SUFFIX}").encode()
+        return public_keys(self._found())[name].encode()
 
     # -- replicas ---------------------------------------------------------------------------------
     def ps(self) -> list[dict[str, Any]]:

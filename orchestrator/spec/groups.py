@@ -31,12 +31,12 @@ the components from a union-find.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from orchestrator.errors import RunError
-from orchestrator.spec.links import resolve, split_tcp
+from orchestrator.spec.links import resolve
 from orchestrator.spec.model import Topology
+from orchestrator.spec.run_endpoints import literal_ports
 
 PORT_BASE = 5550
 PORT_MAX = 65535
@@ -184,7 +184,9 @@ def fixed_ports(topology: Topology) -> dict[tuple[str, str, int, int], int]:
 
     ``RunError`` when they do not fit below port 65536.
     """
-    used = set(_literal_ports(topology))
+    # Every port the file names, a literal connect's too: a peer outside the topology on
+    # this machine must not find a fixed port on its own.
+    used = literal_ports(topology, connects=True)
     ports: dict[tuple[str, str, int, int], int] = {}
     port = PORT_BASE
     for name, node in topology.nodes.items():
@@ -204,14 +206,3 @@ def fixed_ports(topology: Topology) -> dict[tuple[str, str, int, int], int]:
                     ports[(name, sname, i, replica)] = port
                     used.add(port)
     return ports
-
-
-def _literal_ports(topology: Topology) -> Iterable[int]:
-    """Every tcp port the file names: its binds' and its literal connects' (a peer outside
-    the topology on this machine must not find a fixed port on its own)."""
-    for node in topology.nodes.values():
-        for spec in node.sockets.values():
-            for ep in (*spec.bind, *spec.connect):
-                found = split_tcp(ep.endpoint) if ep.transport == "tcp" else None
-                if found is not None and found[1].isdigit() and int(found[1]):
-                    yield int(found[1])

@@ -68,7 +68,7 @@ class RunEndpoints:
                  group: GroupRun | None = None):
         self._run_dir = run_dir
         self._allocate = allocate_port
-        self._used = _literal_ports(topology)
+        self._used = literal_ports(topology)
         self.group = group  # `topo up --group`: one group of a multi-host run
         if group is not None:
             self._used |= set(group.ports.values())
@@ -198,12 +198,13 @@ def _is_relative_ipc(path: str) -> bool:
     return not path.startswith(("/", "@"))
 
 
-def _literal_ports(topology: Topology) -> set[int]:
+def literal_ports(topology: Topology, *, connects: bool = False) -> set[int]:
+    """Every tcp port the file's binds name (``connects``: its literal connects' too)."""
     ports = set()
     for node in topology.nodes.values():
         for spec in node.sockets.values():
-            for ep in spec.bind:
-                if ep.transport == "tcp":
+            for ep in (*spec.bind, *spec.connect) if connects else spec.bind:
+                if ep.transport == "tcp" and not ep.is_reference:
                     port = ep.endpoint.rpartition(":")[2]
                     if port.isdigit() and int(port):
                         ports.add(int(port))

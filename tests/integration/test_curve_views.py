@@ -10,35 +10,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from orchestrator.certs import is_z85_key, make_keys, read_public
 from orchestrator.paths import KEYS_DIR
-from orchestrator.runs.folder import read_state, supervisor_alive
+from orchestrator.runs.folder import read_state
 from tests.conftest import Leftovers
+from tests.integration.test_detached import (  # noqa: F401 - the fixture is autouse
+    down_what_a_failed_test_left,
+    topo,
+)
 from tests.integration.test_up import REPO, topology
 
 SAMPLE = REPO / "tests" / "curve_broker.yaml"
-
-
-def topo(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "orchestrator", *args], env=env, cwd=REPO,
-                            capture_output=True, text=True, timeout=timeout, check=False)
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
-
-
-@pytest.fixture(autouse=True)
-def down_what_a_failed_test_left(no_leftovers: Leftovers) -> Iterator[None]:
-    """A detached run outlives a test that fails half-way: stop it before the leftover check."""
-    yield
-    for folder in no_leftovers.root.iterdir():
-        state = read_state(folder)
-        if state is not None and supervisor_alive(state):
-            topo(no_leftovers.env(), "down", folder.name)
 
 
 def test_a_live_curve_run_in_ps_and_keys(no_leftovers: Leftovers) -> None:

@@ -8,8 +8,6 @@ outside the file). Without CURVE both views are what they were, to the byte.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from orchestrator.views.words import CURVE_COMMAND_TEXT, CURVE_LINE
 from tests.tools import need
 from tests.topo_samples import ROOT, load, spec_example, topologies
 from tests.views.test_explain import flat
-from tests.views.test_graph import MERMAID_LINE, _mermaid_modules
+from tests.views.test_graph import MERMAID_LINE, assert_mermaid_parses
 
 SAMPLE = ROOT / "tests" / "curve_broker.yaml"
 
@@ -221,17 +219,7 @@ def _curve_drawings(fmt: str, tmp_path: Path) -> list[Path]:
 
 
 def test_mermaid_parses_the_locks(tmp_path: Path) -> None:
-    modules = _mermaid_modules()
-    node = shutil.which("node")
-    assert node is not None
-    files = _curve_drawings("mermaid", tmp_path)
-    result = subprocess.run(
-        [node, str(ROOT / "tests" / "mermaid_check.mjs"), *map(str, files)],
-        capture_output=True, text=True, timeout=60, check=False,
-        env={**os.environ, "TOPO_MERMAID_MODULES": str(modules)},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("ok ") == len(files)
+    assert_mermaid_parses(_curve_drawings("mermaid", tmp_path))
 
 
 def test_graphviz_takes_the_locks(tmp_path: Path) -> None:
