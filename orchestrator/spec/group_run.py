@@ -58,7 +58,9 @@ class GroupRun:
                  resolve_hosts: Mapping[str, str] | None = None,
                  replica: int | None = None) -> None:
         self.topology = topology
-        self.grouping: Grouping = group_nodes(topology)
+        # The validator's links, resolved once for the groups, the endpoints and CURVE.
+        self.links = resolve(topology).links
+        self.grouping: Grouping = group_nodes(topology, self.links)
         names = [g.name for g in self.grouping.groups]
         if name not in names:
             member = self.grouping.of.get(name)
@@ -84,7 +86,7 @@ class GroupRun:
         self.crossing: set[tuple[str, str]] = set()
         self.meshed: set[tuple[str, str]] = set()
         self.remote: dict[tuple[str, str, int], Remote] = {}
-        for link in resolve(topology).links:
+        for link in self.links:
             c, b = link.connector, link.binder
             if c is None or b is None or link.bind_endpoint is None:
                 continue

@@ -31,10 +31,11 @@ the components from a union-find.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from orchestrator.errors import RunError
-from orchestrator.spec.links import resolve
+from orchestrator.spec.links import Link, resolve
 from orchestrator.spec.model import Topology
 from orchestrator.spec.run_endpoints import literal_ports
 
@@ -97,7 +98,7 @@ def dns_label(name: str) -> str:
     return label[:LABEL_MAX].rstrip("-") or "node"
 
 
-def group_nodes(topology: Topology) -> Grouping:
+def group_nodes(topology: Topology, links: Sequence[Link] | None = None) -> Grouping:
     """The groups of ``topology``, in the order of their first nodes."""
     names = list(topology.nodes)
     parent = {n: n for n in names}
@@ -121,7 +122,7 @@ def group_nodes(topology: Topology) -> Grouping:
         joins.append(Join(b, a, why))
 
     linked: dict[str, str] = {}  # node -> a host link between its own replicas
-    for link in resolve(topology).links:
+    for link in resolve(topology).links if links is None else links:
         c, b = link.connector, link.binder
         if c is None or b is None or link.transport not in HOST_TRANSPORTS \
                 or link.bind_endpoint is None:

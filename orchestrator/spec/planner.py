@@ -82,7 +82,8 @@ def plan_run(
     if topology.security.curve:
         if curve_keys is None:
             raise RunError("security.curve is on, but the run has no keys")
-        curve = CurveLinks(topology, curve_keys, allow)
+        curve = CurveLinks(topology, curve_keys, allow,
+                           group.links if group is not None else None)
     replicas: list[ReplicaPlan] = []
     for name, node in topology.nodes.items():
         cwd = _folder(node.cwd or ".", base, environ)

@@ -58,11 +58,12 @@ def link_security(topology: Topology, link: Link) -> str:
 class CurveLinks:
     """The CURVE side of every socket of a run, from its links and its nodes' public keys."""
 
-    def __init__(self, topology: Topology, keys: Mapping[str, str], allow: Sequence[str]) -> None:
+    def __init__(self, topology: Topology, keys: Mapping[str, str], allow: Sequence[str],
+                 links: Sequence[Link] | None = None) -> None:
         self.keys = keys
         self.peers: dict[tuple[str, str, int], str] = {}  # (node, socket, connect index) -> node
         clients: dict[tuple[str, str], dict[str, None]] = {}
-        for link in resolve(topology).links:
+        for link in resolve(topology).links if links is None else links:
             c, b = link.connector, link.binder
             if c is None or b is None or link.bind_endpoint is None:
                 continue  # a peer outside the file, or a broken link (the validator said so)
