@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -215,6 +215,44 @@ class Run:
         from orchestrator.views.ps import _view
 
         return list(_view(self._found())["replicas"])
+
+    def stats(self) -> dict[str, Any]:
+        """The run as ``topo top --json`` shows it, at this instant: per replica its state,
+        restarts, pid and, per socket, peers, messages and bytes in and out, last event.
+        Rates need two looks: ``topo top`` computes them; here, compare two calls."""
+        # deferred: psutil and the view, which only stats() needs
+        from orchestrator.views.top import look
+
+        return look(self._found())
+
+    def tap(self, target: str, *, count: int | None = None,
+            timeout: float = 5.0) -> Iterator[Any]:
+        """Each message crossing ``node.socket`` (``node.N.socket``: one replica), both ways,
+        as ``TapMessage`` (ts, replica, socket, direction "in"/"out", frames); ends after
+        ``count`` messages, when none came for ``timeout`` seconds, or with the run.
+
+        The tap is attached to every replica by the time this returns: messages sent
+        after it are seen. Closing the iterator (or its end) detaches it.
+        """
+        # deferred: pyzmq, which only a tap needs in the caller
+        from orchestrator.views.tap import Dropped, Tap
+
+        t = Tap(self.folder, target)
+
+        def messages() -> Iterator[Any]:
+            seen = 0
+            try:
+                for item in t.messages(timeout=timeout):
+                    if isinstance(item, Dropped):
+                        continue
+                    yield item
+                    seen += 1
+                    if count is not None and seen >= count:
+                        return
+            finally:
+                t.close()
+
+        return messages()
 
     def exit_codes(self) -> dict[str, int | None]:
         """Each replica's last exit code (None while it has not exited)."""

@@ -99,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", nargs="?", metavar="RUN")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("top", help="watch a run live: replicas, sockets, messages per second")
+    p.add_argument("run", nargs="?", metavar="RUN")
+    p.add_argument("--once", action="store_true", help="print one frame and exit")
+    p.add_argument("--json", action="store_true", help="print one JSON document and exit")
+
+    p = sub.add_parser("tap", help="print each message crossing one socket of a run")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("target", metavar="NODE.SOCKET", help="node.socket or node.N.socket")
+    p.add_argument("--count", type=_count, metavar="N", help="exit after N messages")
+    p.add_argument("--json", action="store_true", help="one JSON object per message")
+
     p = sub.add_parser("ls", help="list runs, alive or dead")
     p.add_argument("--json", action="store_true")
 
@@ -311,6 +322,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         from orchestrator.views.ps import ps
 
         return ps(args.run, as_json=args.json)
+    if args.command == "top":
+        # deferred: each command loads only its own layers
+        from orchestrator.views.top import top
+
+        try:
+            return top(args.run, once=args.once, as_json=args.json)
+        except KeyboardInterrupt:
+            return 0
+    if args.command == "tap":
+        # deferred: each command loads only its own layers
+        from orchestrator.views.tap import tap
+
+        return tap(args.run, args.target, count=args.count, as_json=args.json)
     if args.command == "logs":
         # deferred: each command loads only its own layers
         from orchestrator.views.logs import logs
@@ -328,8 +352,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         return keys(args.run, args.node)
     raise UsageError(f"unknown command {args.command}")
 
-
-
 def _up_detached(args: argparse.Namespace) -> int:
     # deferred: each command loads only its own layers
     from orchestrator.start.detached import up_detached
@@ -342,7 +364,8 @@ def _up_detached(args: argparse.Namespace) -> int:
     run_id = up_detached(args.file, run_id=args.run_id, timeout=args.timeout,
                          wait_timeout=args.wait_timeout, abort_on_failure=args.abort_on_failure,
                          owner_pid=args.owner_pid, allow=args.allow,
-                         group=group_choice(args), ready_file=args.ready_file, keys=args.keys)
+                         group=group_choice(args), ready_file=args.ready_file, keys=args.keys,
+                         progress=sys.stderr.isatty())
     print(run_id)
     print(f"run {run_id} is up: `topo ps {run_id}`, `topo logs -f {run_id}`, "
           f"`topo down {run_id}`", file=sys.stderr)

@@ -111,6 +111,11 @@ class FakePrinter(Output):
     def record(self, event: str, replica: str | None = None, **fields: object) -> None:
         self.records.append((event, replica, fields))
 
+    def socket_event(self, replica: str, sock: str, kind: str, text: str,
+                     **fields: object) -> None:
+        self.records.append(("socket", replica, {"socket": sock, "kind": kind, "text": text,
+                                                 **fields}))
+
     def of(self, replica: str) -> list[str]:
         """The structured events of one replica, in order."""
         return [event for event, name, _ in self.records if name == replica]

@@ -28,7 +28,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "child": frozenset({"ipc", "base"}),
     "supervisor": frozenset({"child", "runs", "ipc", "base"}),
     "spec": frozenset({"base"}),
-    "views": frozenset({"spec", "supervisor", "runs", "ipc", "base"}),
+    # views read what the child layer writes: a tap's frames (child/watch.py, roles.py).
+    "views": frozenset({"spec", "supervisor", "runs", "ipc", "child", "base"}),
     "start": frozenset({"spec", "supervisor", "runs", "ipc", "child", "base"}),
     # Exporters read the file model and write text: nothing that runs a node.
     "export": frozenset({"spec", "base"}),

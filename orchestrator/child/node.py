@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     import logging
 
     from orchestrator.child.curve import Curve
+    from orchestrator.child.watch import Watch
 
 NodeFunction = Callable[["Node"], "int | None"]
 
@@ -90,7 +91,8 @@ class Node:
         self._unwatch: Callable[[], None] | None = None
         self.abandoned = False  # close(exiting=True) left the context to the process exit
         self._log: logging.Logger | None = None
-        self.curve: Curve | None = None  # the node's CURVE thread, when its plan uses CURVE
+        self.curve: Curve | None = None  # the node's CURVE, when its plan uses CURVE
+        self.watch: Watch | None = None  # its watching thread (a forked run or role node)
 
     @property
     def log(self) -> logging.Logger:
@@ -125,8 +127,12 @@ class Node:
                            for s in self.sockets.values()):
             self.abandoned = True  # the CURVE thread, a daemon, ends with the process
         else:
+            # Before the context ends: their thread owns sockets.
+            if self.watch is not None:
+                self.watch.stop()
+                self.watch = None
             if self.curve is not None:
-                self.curve.stop()  # before the context ends: its thread owns sockets
+                self.curve.stop()
                 self.curve = None
             for sock in self.sockets.values():
                 sock.close()
@@ -177,17 +183,25 @@ def run_child(
     ctx: zmq.Context[Any] = zmq.Context()
     node: Node | None = None
     try:
+        # The ready fd is the node's channel to the supervisor: the watch keeps it.
+        watch = _watch(ctx, replica, ready_fd)
         try:
             curve = node_curve(ctx, replica)
-            sockets = build_sockets(ctx, replica.sockets, curve, start=False)
+            sockets = build_sockets(ctx, replica.sockets, curve, start=False, watch=watch)
         except RunError as exc:
             print(f"{replica.name}: {exc}", file=sys.stderr)
             return 1
         node = Node(replica, plan.run_id, plan.run_dir, ctx, sockets)
         node.curve = curve
+        node.watch = watch
+        if watch is not None:
+            watch.curve = curve
         node.ipc = dict(ipc or {})  # made by the supervisor before the fork (ipc/resources.py)
         fd, ready_fd = ready_fd, None  # _call owns it now
         code = _call(node, target, replica.stop_signal, fd)
+        if watch is not None:
+            with contextlib.suppress(Exception):
+                watch.report_final()  # what it sent and received, for `topo top` after it
         node.close(exiting=True)
         return code
     finally:
@@ -207,9 +221,13 @@ def _call(node: Node, target: NodeFunction, stop_signal: int, ready_fd: int | No
             try:
                 os.write(fd, b"R")
             finally:
-                os.close(fd)
-        if node.curve is not None:
-            node.curve.start()  # after the ready byte: a thread's start is not on that path
+                if node.watch is None:
+                    os.close(fd)
+        # After the ready byte: a thread's start is not on that path.
+        if node.watch is not None:
+            node.watch.start()
+        elif node.curve is not None:
+            node.curve.start()
         return exit_status(target(node))
     except SystemExit as exc:
         return exit_status(exc.code)
@@ -223,6 +241,16 @@ def _call(node: Node, target: NodeFunction, stop_signal: int, ready_fd: int | No
         node._armed = False
         if ready_fd is not None:
             os.close(ready_fd)
+
+
+def _watch(ctx: zmq.Context[Any], replica: ReplicaPlan, channel: int | None) -> Watch | None:
+    """The node's ``Watch`` when it has sockets and a channel to the supervisor."""
+    if not replica.sockets or channel is None:
+        return None
+    # deferred: a node without sockets never loads it (the supervisor preloads it: targets.py)
+    from orchestrator.child.watch import Watch
+
+    return Watch(ctx, replica.replica, channel)
 
 
 def node_curve(ctx: zmq.Context[Any], replica: ReplicaPlan) -> Curve | None:

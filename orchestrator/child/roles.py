@@ -35,8 +35,37 @@ def proxy(node: Node) -> int:
     if "frontend" not in socks or "backend" not in socks:
         node.log.error("the proxy role needs sockets named frontend and backend")
         return 2
-    zmq.proxy(socks["frontend"], socks["backend"], socks.get("capture"))
-    return 0
+    front, back, capture = socks["frontend"], socks["backend"], socks.get("capture")
+    watch = node.watch
+    if watch is None:
+        zmq.proxy(front, back, capture)
+        return 0
+    # libzmq's steerable proxy: the node's watch reads its STATISTICS, and ends it
+    # (TERMINATE) when a tap is attached; then messages cross here, in Python, through
+    # the counting and tapped sockets, until the last tap goes.
+    control = watch.for_proxy()
+    while True:
+        watch.proxy_in_c = True
+        zmq.proxy_steerable(front, back, capture, control)
+        _forward_while_tapped(front, back, capture, watch.proxy_tapped)
+
+
+def _forward_while_tapped(front: zmq.Socket[Any], back: zmq.Socket[Any],
+                          capture: zmq.Socket[Any] | None, tapped: Any) -> None:
+    poller = zmq.Poller()
+    poller.register(front, zmq.POLLIN)
+    poller.register(back, zmq.POLLIN)
+    other = {front: back, back: front}
+    while tapped.is_set():
+        for sock, _ in poller.poll(100):
+            while True:
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                other[sock].send_multipart(frames, copy=False)
+                if capture is not None:
+                    capture.send_multipart(frames, copy=False)
 
 
 def echo(node: Node) -> int:

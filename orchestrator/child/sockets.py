@@ -22,11 +22,12 @@ from orchestrator.plan import SocketPlan
 
 if TYPE_CHECKING:
     from orchestrator.child.curve import Curve
+    from orchestrator.child.watch import Watch
 
 
 def build_sockets(
     ctx: zmq.Context[Any], sockets: Sequence[SocketPlan], curve: Curve | None = None,
-    *, start: bool = True,
+    *, start: bool = True, watch: Watch | None = None,
 ) -> dict[str, zmq.Socket[Any]]:
     """Create, configure, bind and connect every socket; ``RunError`` with a sentence on failure.
 
@@ -34,6 +35,8 @@ def build_sockets(
     ``curve``: the node's CURVE (``curve.py``), for the sockets whose plan uses it; its
     thread is started once every socket is made, or by the caller (``start=False``: a
     forked node says it is ready first; handshakes wait for the ZAP handler meanwhile).
+    ``watch``: the node's ``Watch`` (``watch.py``): it makes the sockets, counted and
+    monitored, and its thread (started by the caller) reads CURVE's events and ZAP too.
     On failure, the sockets made so far are closed, and so is ``curve``.
     """
     made: dict[str, zmq.Socket[Any]] = {}
@@ -42,14 +45,16 @@ def build_sockets(
         if curve is not None:
             curve.open(sockets)
         for plan in sockets:
-            made[plan.name] = _socket(ctx, plan, bound, curve if plan.curve else None)
-        if curve is not None and start:
+            made[plan.name] = _socket(ctx, plan, bound, curve if plan.curve else None, watch)
+        if curve is not None and start and watch is None:
             curve.start()
     except BaseException:
         for sock in made.values():
             sock.close(linger=0)
         if curve is not None:
             curve.stop()
+        if watch is not None:
+            watch.stop()  # never started: closes its monitors
         unlink_ipc(bound)
         raise
     return made
@@ -70,10 +75,11 @@ def unlink_ipc(endpoints: Iterable[str]) -> None:
 
 
 def _socket(ctx: zmq.Context[Any], plan: SocketPlan, bound: list[str],
-            curve: Curve | None) -> zmq.Socket[Any]:
+            curve: Curve | None, watch: Watch | None = None) -> zmq.Socket[Any]:
     what = f"socket {plan.name} ({plan.type})"
     try:
-        sock: zmq.Socket[Any] = ctx.socket(getattr(zmq, plan.type))
+        sock: zmq.Socket[Any] = (ctx.socket(getattr(zmq, plan.type)) if watch is None
+                                 else watch.socket(plan))
     except (AttributeError, zmq.ZMQError) as exc:
         raise RunError(f"cannot create {what}: {_reason(exc)}") from None
     try:
@@ -84,7 +90,7 @@ def _socket(ctx: zmq.Context[Any], plan: SocketPlan, bound: list[str],
             for topic in plan.subscribe:
                 sock.setsockopt(zmq.SUBSCRIBE, topic.encode())
         if curve is None:
-            _bind(sock, what, plan.bind, bound)
+            _bind(sock, what, plan.bind, bound, watch)
             _connect(sock, what, plan.connect)
         else:
             # libzmq reads the mechanism when bind or connect is called (and setting a key
@@ -92,12 +98,13 @@ def _socket(ctx: zmq.Context[Any], plan: SocketPlan, bound: list[str],
             # server, then each CURVE connect with the server key of the node it reaches.
             pairs = list(zip(plan.connect, plan.serverkeys or [""] * len(plan.connect),
                              strict=True))
-            curve.monitor(sock, plan)
+            if watch is None:
+                curve.monitor(sock, plan)  # else the watch's monitor tells curve
             _connect(sock, what, [ep for ep, key in pairs if not key])
             curve.give_keys(sock)
             if plan.curve_server:
                 curve.as_server(sock, plan)
-            _bind(sock, what, plan.bind, bound)
+            _bind(sock, what, plan.bind, bound, watch)
             for ep, key in pairs:
                 if key:
                     curve.as_client(sock, key)
@@ -111,12 +118,15 @@ def _socket(ctx: zmq.Context[Any], plan: SocketPlan, bound: list[str],
     return sock
 
 
-def _bind(sock: zmq.Socket[Any], what: str, endpoints: Iterable[str], bound: list[str]) -> None:
+def _bind(sock: zmq.Socket[Any], what: str, endpoints: Iterable[str], bound: list[str],
+          watch: Watch | None = None) -> None:
     for ep in endpoints:
         try:
             sock.bind(ep)
         except zmq.ZMQError as exc:
-            raise RunError(f"cannot bind {what} to {ep}: {_reason(exc)}") from None
+            errno = watch.bind_error(sock) if watch is not None else None
+            reason = zmq.strerror(errno) if errno else _reason(exc)
+            raise RunError(f"cannot bind {what} to {ep}: {reason}") from None
         bound.append(ep)
 
 

@@ -28,6 +28,9 @@ def preload(plan: Plan) -> dict[str, NodeFunction]:
     if any(s.curve for r in plan.replicas for s in r.sockets):
         # deferred: only a CURVE run needs it; loaded here once, not in each forked child
         import orchestrator.child.curve  # noqa: F401
+    if any(r.sockets and r.kind != "command" for r in plan.replicas):
+        # deferred: counters, monitors and taps of run and role nodes' sockets (watch.py)
+        import orchestrator.child.watch  # noqa: F401
     targets: dict[str, NodeFunction] = {}
     for replica in plan.replicas:
         if replica.kind == "role" and replica.role is not None:

@@ -77,6 +77,18 @@ def find_run(target: str | None) -> Run:
     return Run(target, folder, read_state(folder))
 
 
+def live_run(target: str | None) -> Run:
+    """``find_run`` for a command that watches a live run (top, tap): a run that is not
+    known, or not running, is the user's mistake (``UsageError``, exit 2)."""
+    try:
+        run = find_run(target)
+    except ControlError as exc:
+        raise UsageError(str(exc)) from None
+    if not run.alive:
+        raise UsageError(f"run {run.run_id} is not running (`topo ps {run.run_id}`)")
+    return run
+
+
 def _run_of_file(file: str) -> Run:
     path = str(Path(file).resolve())
     runs = all_runs()

@@ -6,7 +6,10 @@ request per connection: the client sends one JSON object on one line, the
 supervisor answers with one JSON object on one line and closes.
 
 Requests: ``{"cmd": "ps"}``, ``{"cmd": "restart", "targets": ["node", "node.1"]}``,
-``{"cmd": "down"}``. Answers: ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
+``{"cmd": "down"}``, ``{"cmd": "stats"}`` (answered once the nodes have given their
+counts) and ``{"cmd": "tap", ...}`` (whose connection stays open while the tap
+lasts: its close detaches the tap). Answers: ``{"ok": true, ...}`` or
+``{"ok": false, "error": "..."}``.
 
 Why not a ZeroMQ socket: a libzmq context starts two threads in the
 supervisor, which then forks every run node from a multi-threaded process; a
@@ -26,13 +29,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import ControlError, RunError
+from orchestrator.errors import ControlError, RunError, UsageError
 from orchestrator.paths import IPC_PATH_MAX
 
 SOCKET_NAME = "control.sock"
 _MAX_REQUEST = 1 << 16
 
-Handler = Callable[[dict[str, Any]], dict[str, Any]]
+# A request -> its answer, or None when the handler answers later with ``respond(fd, ...)``
+# (the fd is the client's, given with the request).
+Handler = Callable[[dict[str, Any], int], "dict[str, Any] | None"]
 
 
 def socket_path(run_dir: str | os.PathLike[str]) -> str:
@@ -63,6 +68,8 @@ class ControlServer:
         self.clients: dict[int, tuple[socket.socket, bytearray]] = {}
         self.on_client: Callable[[int], None] = lambda fd: None  # the loop watches new fds
         self.on_gone: Callable[[int], None] = lambda fd: None
+        self.kept: dict[int, Callable[[], None]] = {}  # open connections (taps): on close
+        self._answered: set[int] = set()
 
     def fileno(self) -> int:
         return self.listener.fileno()
@@ -87,6 +94,8 @@ class ControlServer:
         if not data:
             self._drop(fd)
             return
+        if fd in self._answered:
+            return  # a kept connection: only its close means something
         buf += data
         if b"\n" not in buf and len(buf) < _MAX_REQUEST:
             return
@@ -124,23 +133,51 @@ class ControlServer:
             reply: dict[str, Any] = {"ok": False, "error": "the request is not a JSON object"}
         else:
             try:
-                reply = self.handler(request)
+                answer = self.handler(request, fd)
             except Exception as exc:  # noqa: BLE001 - a bad request must not end the run
-                reply = {"ok": False, "error": f"internal error: {exc!r}"}
+                answer = {"ok": False, "error": f"internal error: {exc!r}"}
+            if answer is None:
+                self._answered.add(fd)  # the handler answers later
+                return
+            reply = answer
+        self._answered.add(fd)
+        self.respond(fd, reply)
+
+    def respond(self, fd: int, reply: dict[str, Any],
+                on_close: Callable[[], None] | None = None) -> None:
+        """Send the answer to client ``fd``; close it, unless ``on_close`` says what its close
+        (by the client, or when the run ends) must undo."""
+        entry = self.clients.get(fd)
+        if entry is None:
+            if on_close is not None:
+                on_close()
+            return
+        conn = entry[0]
         payload = json.dumps(reply, separators=(",", ":")).encode() + b"\n"
         try:
             conn.setblocking(True)
             conn.settimeout(2.0)  # a client that stops reading cannot hold the run for long
             conn.sendall(payload)
         except OSError:
-            pass
-        self._drop(fd)
+            self._drop(fd)
+            if on_close is not None:
+                on_close()
+            return
+        if on_close is None:
+            self._drop(fd)
+        else:
+            conn.setblocking(False)
+            self.kept[fd] = on_close
 
     def _drop(self, fd: int) -> None:
         entry = self.clients.pop(fd, None)
+        self._answered.discard(fd)
         if entry is not None:
             self.on_gone(fd)
             entry[0].close()
+        on_close = self.kept.pop(fd, None)
+        if on_close is not None:
+            on_close()
 
 
 def _same_user(conn: socket.socket) -> bool:
@@ -156,29 +193,49 @@ def request(run_dir: str | os.PathLike[str], message: dict[str, Any],
     Raises ``ControlError`` when no supervisor answers (it is gone, or the
     folder holds no control socket) or the answer says ``ok: false``.
     """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        return _ask(sock, run_dir, message, timeout)
+
+
+def session(run_dir: str | os.PathLike[str], message: dict[str, Any],
+            timeout: float = 5.0) -> tuple[socket.socket, dict[str, Any]]:
+    """A request whose connection stays open (a tap): the socket and the answer.
+
+    The supervisor undoes the request when the socket closes; its EOF on the
+    caller's side means the run ended. ``ControlError`` as for ``request``.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        return sock, _ask(sock, run_dir, message, timeout)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _ask(sock: socket.socket, run_dir: str | os.PathLike[str], message: dict[str, Any],
+         timeout: float) -> dict[str, Any]:
     path = socket_path(run_dir)
     deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(path)
-            sock.sendall(json.dumps(message).encode() + b"\n")
-            data = b""
-            while b"\n" not in data:
-                sock.settimeout(max(0.01, deadline - time.monotonic()))
-                chunk = sock.recv(1 << 20)
-                if not chunk:
-                    break
-                data += chunk
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise ControlError(
-                f"no supervisor answers at {path}: the run is not running") from None
-        except TimeoutError:
-            raise ControlError(f"the supervisor at {path} did not answer within "
-                               f"{timeout:g}s") from None
-        except OSError as exc:
-            raise ControlError(f"cannot reach the supervisor at {path}: "
-                               f"{exc.strerror or exc}") from None
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+        sock.sendall(json.dumps(message).encode() + b"\n")
+        data = b""
+        while b"\n" not in data:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise ControlError(
+            f"no supervisor answers at {path}: the run is not running") from None
+    except TimeoutError:
+        raise ControlError(f"the supervisor at {path} did not answer within "
+                           f"{timeout:g}s") from None
+    except OSError as exc:
+        raise ControlError(f"cannot reach the supervisor at {path}: "
+                           f"{exc.strerror or exc}") from None
     try:
         reply = json.loads(data)
     except ValueError:
@@ -187,7 +244,10 @@ def request(run_dir: str | os.PathLike[str], message: dict[str, Any],
     if not isinstance(reply, dict):
         raise ControlError(f"the supervisor at {path} answered nonsense")
     if not reply.get("ok"):
-        raise ControlError(str(reply.get("error", "the supervisor refused the request")))
+        error = str(reply.get("error", "the supervisor refused the request"))
+        if reply.get("usage"):
+            raise UsageError(error)
+        raise ControlError(error)
     return reply
 
 

@@ -170,18 +170,30 @@ class EventLoop:
         self.sup.on_exit(pid, code)
 
     def _read_ready(self, pid: int, proc: Proc | None = None) -> None:
+        """What came down a run node's channel: its ready byte, then its watch's records
+        (``child/watch.py``); kept open until the node's end closes."""
         proc = proc or self.procs.get(pid)
         if proc is None or proc.ready_fd is None:
             return
-        fd, proc.ready_fd = proc.ready_fd, None
-        try:
-            data = os.read(fd, 16)
-        except OSError:  # BlockingIOError included: exited without a word
-            data = b""
+        fd = proc.ready_fd
+        while True:
+            try:
+                data = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                if pid not in self.procs:  # exited: nothing more will come
+                    break
+                return
+            except OSError:  # exited without a word
+                data = b""
+            if not data:
+                break
+            if data == b"R":
+                self.sup.on_ready(pid)
+            else:
+                self.sup.on_record(pid, data)
+        proc.ready_fd = None
         self._unregister(fd)
         self.spawner.close_fd(fd)
-        if b"R" in data:
-            self.sup.on_ready(pid)
 
     def _read_out(self, pid: int, fd: int, *, until_eagain: bool = False) -> None:
         name = self.names.get(pid, "?")

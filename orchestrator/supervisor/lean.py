@@ -94,7 +94,8 @@ def _run(plan: Plan, settings: dict[str, Any], notify: _Notify) -> int:
                   if detached else None,
                   wait_timeout=settings.get("wait_timeout"), owner_pid=settings.get("owner_pid"),
                   json_events=bool(settings.get("json_events")),
-                  ready_file=settings.get("ready_file"))
+                  ready_file=settings.get("ready_file"),
+                  on_progress=notify.progress if detached and settings.get("progress") else None)
     # Detached: node output goes to the run's log files only.
     out = open(os.devnull, "wb") if detached else None  # noqa: SIM115 - closed below
     try:
@@ -109,7 +110,7 @@ def _run(plan: Plan, settings: dict[str, Any], notify: _Notify) -> int:
 
 
 class _Notify:
-    """The write end of `topo up -d`'s pipe: one line is told, the first; then it is closed."""
+    """The write end of `topo up -d`'s pipe: progress lines, then the answer, which closes it."""
 
     def __init__(self, fd: int | None) -> None:
         self.fd = fd
@@ -117,6 +118,11 @@ class _Notify:
             # Inheritable only to cross the exec into this process: no command node gets it.
             with contextlib.suppress(OSError):
                 os.set_inheritable(fd, False)
+
+    def progress(self, doc: dict[str, object]) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(self.fd, json.dumps({"progress": doc}).encode() + b"\n")
 
     def tell(self, message: dict[str, Any]) -> None:
         if self.fd is None:

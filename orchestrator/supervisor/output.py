@@ -98,6 +98,19 @@ class Printer:
     def record(self, event: str, replica: str | None = None, **fields: object) -> None:
         """A structured event (started, ready, exited, ...): only ``JsonPrinter`` prints them."""
 
+    def socket_event(self, replica: str, sock: str, kind: str, text: str,
+                     **fields: object) -> None:
+        """``topo | node.N socket s: text`` on stderr, in the run's log and the node's own."""
+        line = f"{replica} socket {sock}: {text}"
+        self._say(line)
+        fd = self._log_fd(replica)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(fd, f"topo | {line}\n".encode())
+
+    def _say(self, line: str) -> None:
+        self.event(line)
+
     def _emit(self, name: str, lines: list[bytes]) -> None:
         self._write(name, lines)
         self._to_logs(name, lines)
@@ -153,7 +166,8 @@ class JsonPrinter(Printer):
 
     Every object has ``ts`` (seconds since the epoch) and ``event``; replica
     events carry ``replica`` and ``node``. Events: ``started`` (pid), ``ready``,
-    ``output`` (line), ``restarting`` (code, delay), ``exited`` (code),
+    ``output`` (line), ``socket`` (socket, kind, endpoint, text, and reason for a
+    failed handshake), ``restarting`` (code, delay), ``exited`` (code),
     ``failed`` (code, reason), ``run_started`` (replicas), ``run_ready``,
     ``run_ended`` (code). topo's own
     sentences still go to stderr.
@@ -170,3 +184,11 @@ class JsonPrinter(Printer):
     def _write(self, name: str, lines: list[bytes]) -> None:
         for line in lines:
             self.record("output", name, line=line.decode(errors="replace"))
+
+    def socket_event(self, replica: str, sock: str, kind: str, text: str,
+                     **fields: object) -> None:
+        self.record("socket", replica, socket=sock, kind=kind, text=text, **fields)
+        fd = self._log_fd(replica)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(fd, f"topo | {replica} socket {sock}: {text}\n".encode())

@@ -57,6 +57,10 @@ class Output(Protocol):
     def record(self, event: str, replica: str | None = None, **fields: object) -> None:
         """A structured event (started, ready, restarting, exited, failed, run_...)."""
 
+    def socket_event(self, replica: str, sock: str, kind: str, text: str,
+                     **fields: object) -> None:
+        """A socket event of a run node (connected, retrying, handshake failed, ...)."""
+
 
 class NoWatcher:
     """Until an event loop takes over: nothing is watched (a test may leave it so)."""

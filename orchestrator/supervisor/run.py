@@ -26,7 +26,7 @@ from orchestrator.plan import Plan
 from orchestrator.runs.folder import remove_run_dir, write_specs
 from orchestrator.supervisor.eventloop import EventLoop
 from orchestrator.supervisor.output import JsonPrinter, Printer, use_color
-from orchestrator.supervisor.runready import StartupWatch
+from orchestrator.supervisor.runready import StartupWatch, progress
 from orchestrator.supervisor.spawn import Spawner, set_subreaper
 from orchestrator.supervisor.statefile import StateFile, create_ipc, serve_control, watch_owner
 from orchestrator.supervisor.supervisor import Options, Replica, Supervisor
@@ -135,6 +135,16 @@ def _supervise(
             if changed:
                 watch.check()
 
+        if hooks.on_progress is not None:
+            say_progress = hooks.on_progress
+
+            def tick() -> None:  # every PROGRESS_EVERY while the start is undecided
+                if not watch.decided:
+                    say_progress(progress(sup))
+                    sup.call_at(sup.clock() + PROGRESS_EVERY, tick)
+
+            sup.call_at(sup.clock() + PROGRESS_EVERY, tick)
+
         loop = EventLoop(sup, spawner, reap_orphans=reap_orphans, before_wait=before_wait)
         taken.callback(loop.close)
         # Stragglers (what a stop_timeout could not end, any orphan we adopted) die first,
@@ -175,6 +185,11 @@ class Hooks:
     # Created once every node is ready, removed when the run ends: a container's readiness
     # probe (`topo up --ready-file`, used by `topo export kubernetes`).
     ready_file: str | None = None
+    # `topo up -d` on a terminal: how far the start is, every PROGRESS_EVERY until it is up.
+    on_progress: Callable[[dict[str, object]], None] | None = None
+
+
+PROGRESS_EVERY = 0.2  # seconds
 
 
 def _touch(path: str) -> None:

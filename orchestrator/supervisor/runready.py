@@ -84,3 +84,30 @@ def _log_tail(path: str) -> str:
         return ""
     lines = data.decode(errors="replace").splitlines()[-5:]
     return "\n".join(f"  {line}" for line in lines)
+
+
+def progress(sup: Supervisor) -> dict[str, object]:
+    """How far the start is: replicas started and ready, and the one waited on longest."""
+    started = ready = 0
+    slowest: Replica | None = None
+    for r in sup.replicas.values():
+        if r.status is not Status.WAITING:
+            started += 1
+        if r.ever_ready or (r.status is Status.EXITED and r.exit_code == 0):
+            ready += 1
+        elif r.status is Status.STARTING and (slowest is None
+                                              or r.started_at < slowest.started_at):
+            slowest = r
+    doc: dict[str, object] = {"total": len(sup.replicas), "started": started, "ready": ready}
+    if slowest is not None:
+        doc["waiting"] = slowest.name
+        doc["for"] = round(sup.clock() - slowest.started_at, 1)
+    return doc
+
+
+def progress_line(doc: dict[str, object]) -> str:
+    """``starting 734/1000, ready 690; waiting on worker.17 (3.2 s)``"""
+    line = f"starting {doc.get('started')}/{doc.get('total')}, ready {doc.get('ready')}"
+    if doc.get("waiting"):
+        line += f"; waiting on {doc['waiting']} ({doc.get('for')} s)"
+    return line

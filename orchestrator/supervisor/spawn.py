@@ -13,6 +13,7 @@ import gc
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +43,12 @@ def set_subreaper(on: bool = True) -> bool:
     return was
 
 
+def channel_pair() -> tuple[int, int]:
+    """A run node's channel: (the supervisor's end, the node's end)."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    return a.detach(), b.detach()
+
+
 def exit_code(status: int) -> int:
     """A wait status as a shell would report it: the code, or 128 + the signal."""
     code = os.waitstatus_to_exitcode(status)
@@ -53,7 +60,9 @@ class Proc:
     pid: int
     pidfd: int
     out_fd: int | None = None  # read end of the child's stdout+stderr
-    ready_fd: int | None = None  # read end of the readiness pipe (run nodes)
+    # The supervisor's end of a run node's channel (a SEQPACKET socket pair): its ready
+    # byte, then its watch's records, and the supervisor's requests the other way.
+    ready_fd: int | None = None
     start: int | None = None  # start time in clock ticks (procinfo), filled when first needed
 
     @property
@@ -117,7 +126,7 @@ class Spawner:
         for start_child in starts:
             try:
                 out_r, out_w = os.pipe()
-                ready_r, ready_w = os.pipe()
+                ready_r, ready_w = channel_pair()
             except OSError as exc:
                 born.append(exc)
                 continue

@@ -21,6 +21,7 @@ from orchestrator.runs.folder import me, read_state, write_state
 from orchestrator.supervisor.eventloop import EventLoop
 from orchestrator.supervisor.spawn import Spawner
 from orchestrator.supervisor.supervisor import Supervisor
+from orchestrator.supervisor.watching import TapRefused, stats, tap
 
 
 def create_ipc(plan: Plan) -> Resources:
@@ -103,10 +104,26 @@ def serve_control(run_dir: str, sup: Supervisor, state: StateFile,
                   loop: EventLoop) -> ControlServer:
     """The run's control socket, answered from inside the event loop (see ``control.py``)."""
 
-    def handle(request: dict[str, Any]) -> dict[str, Any]:
+    def handle(request: dict[str, Any], fd: int) -> dict[str, Any] | None:
         cmd = request.get("cmd")
         if cmd == "ps":
             return {"ok": True, **state.base, **sup.state()}
+        if cmd == "stats":
+            sup.watching.stats(lambda reply: server.respond(fd, reply),
+                               lambda: {"ok": True, **stats(sup)})
+            return None
+        if cmd == "tap":
+            try:
+                answer = tap(sup, request)
+            except TapRefused as exc:
+                return {"ok": False, "usage": True, "error": str(exc)}
+            if answer.get("subscribe"):
+                return answer  # a command node's PUB: the tap subscribes itself
+            # Answered once every live replica has the tap: what is sent from then on is seen.
+            sup.watching.tap(fd, str(request["endpoint"]), answer.pop("targets"),
+                             lambda: server.respond(fd, answer,
+                                                    on_close=lambda: sup.watching.untap(fd)))
+            return None
         if cmd == "restart":
             targets = request.get("targets")
             if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):

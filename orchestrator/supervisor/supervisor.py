@@ -29,6 +29,7 @@ from orchestrator.supervisor.replica import Options, Replica, Status, by_node, d
 from orchestrator.supervisor.shutdown import Shutdown, run_over, tiers_of
 from orchestrator.supervisor.spawn import Proc
 from orchestrator.supervisor.timers import Timers
+from orchestrator.supervisor.watching import Watching
 
 # Options and Replica are re-exported: callers build and read them with a Supervisor.
 __all__ = ["Options", "Replica", "Status", "Supervisor"]
@@ -73,6 +74,7 @@ class Supervisor:
                                  run_probe=self._run_probe, ready=self._mark_ready)
         self.shutdown = Shutdown(tiers_of(plan.tiers, list(self.nodes)), self.nodes,
                                  spawner=spawner, timers=self.timers, clock=clock, printer=printer)
+        self.watching = Watching(self.replicas, printer, self.timers, clock)
         self.by_pid: dict[int, Replica] = {}
         self._starting = False  # _start_eligible is looping (further up the stack)
         self.stopping = False
@@ -98,6 +100,12 @@ class Supervisor:
         r = self.by_pid.get(pid)
         if r is not None and r.status is Status.STARTING:
             self._mark_ready(r)
+
+    def on_record(self, pid: int, data: bytes) -> None:
+        """A record from a run node's watch (a socket event, its counts)."""
+        r = self.by_pid.get(pid)
+        if r is not None:
+            self.watching.on_record(r, data)
 
     def on_output(self, pid: int, name: str, data: bytes) -> None:
         lines = self.printer.feed(name, data)
@@ -211,6 +219,7 @@ class Supervisor:
             r.proc = proc
             self.by_pid[proc.pid] = r
             self.watcher.watch(proc, r.name)
+            self.watching.on_started(r)
             self._move(r, Status.STARTING, pid=proc.pid)
         self._changed()
         for r, exc in failed:
@@ -294,6 +303,7 @@ class Supervisor:
         self.code = code
         self.printer.event(why)
         self.timers.clear()  # no backoff, probe, --timeout or call_at fires from now on
+        self.watching.stop()
         for r in self.replicas.values():
             r.cancel_timers()
             self.readying.disarm(r)
