@@ -308,6 +308,7 @@ class Watch:
         self._monitor_of: dict[zmq.Socket[Any], zmq.Socket[Any]] = {}
         self._summary = Summary(clock)
         self._failing: set[tuple[str, str]] = set()  # (socket, endpoint) whose handshake fails
+        self._retries: dict[tuple[str, str], int] = {}  # (socket, endpoint) -> retries so far
         self._thread: threading.Thread | None = None
         self._wake: zmq.Socket[Any] | None = None
         # The proxy role: the thread's end of the steerable proxy's control socket.
@@ -475,10 +476,13 @@ class Watch:
             self._failing.add(key2)
         elif key2 in self._failing and kind in ("connected", "disconnected", "retrying"):
             say = False  # the handshake's failure says it: each retry connects and drops again
+        if kind == "retrying":
+            self._retries[key2] = self._retries.get(key2, 0) + 1
         if kind == "connected":
-            held = self._summary.forget((name, endpoint, "retrying"))
-            if held is not None and held.get("repeat"):
-                doc["text"] = f"connected to {endpoint} after {held['repeat'] + 1} attempts"
+            self._summary.forget((name, endpoint, "retrying"))
+            retries = self._retries.pop(key2, 0)
+            if retries:  # the first attempt, then one per retry
+                doc["text"] = f"connected to {endpoint} after {retries + 1} attempts"
         if say and kind != "handshake succeeded":
             said = self._summary.add((name, endpoint, kind), doc)
             say = said is not None

@@ -91,22 +91,23 @@ def frame(doc: Mapping[str, Any], *, color: bool = False, width: int = WIDTH) ->
         up = human_duration(now - started) if r.get("pid") and started else "-"
         cpu = "-" if r.get("cpu_percent") is None else f"{r['cpu_percent']:.1f}"
         mem = "-" if r.get("rss_bytes") is None else f"{r['rss_bytes'] / 2**20:.1f}MiB"
-        lines.append(_fit(f"{name:<22}{str(r.get('status')):<11}{r.get('restarts', 0):>8}"
+        lines.append(_fit(f"{_fit(name, 21):<22}{str(r.get('status')):<11}{r.get('restarts', 0):>8}"
                           f"{up:>9}{cpu:>7}{mem:>10}", width))
     lines.append("")
-    lines.append(inverse(_fit(f"{'SOCKET':<22}{'TYPE':<7}{'PEERS':>5}{'MSG IN':>8}{'/s':>7}"
-                              f"{'MSG OUT':>8}{'/s':>7}  LAST EVENT", width, pad=True)))
+    # Columns of 18+7+5+7+6+7+6 and a gap: the last event gets 22 of 80 characters.
+    lines.append(inverse(_fit(f"{'SOCKET':<18}{'TYPE':<7}{'PEERS':>5}{'IN':>7}{'/s':>6}"
+                              f"{'OUT':>7}{'/s':>6}  LAST EVENT", width, pad=True)))
     for name, r in reps.items():
         for sname, s in r.get("sockets", {}).items():
-            label = _fit(f"{name}.{sname}", 21)
+            label = _fit(f"{name}.{sname}", 17)
             if not s.get("watched"):
-                lines.append(_fit(f"{label:<22}{s['type']:<7}{'-':>5}{'-':>8}{'-':>7}{'-':>8}"
-                                  f"{'-':>7}  (command node)", width))
+                lines.append(_fit(f"{label:<18}{s['type']:<7}{'-':>5}{'-':>7}{'-':>6}{'-':>7}"
+                                  f"{'-':>6}  (command node)", width))
                 continue
             lines.append(_fit(
-                f"{label:<22}{s['type']:<7}{_n(s.get('peers')):>5}"
-                f"{_n(s.get('messages_in')):>8}{_n(s.get('messages_in_per_s')):>7}"
-                f"{_n(s.get('messages_out')):>8}{_n(s.get('messages_out_per_s')):>7}  "
+                f"{label:<18}{s['type']:<7}{_n(s.get('peers')):>5}"
+                f"{_n(s.get('messages_in')):>7}{_n(s.get('messages_in_per_s')):>6}"
+                f"{_n(s.get('messages_out')):>7}{_n(s.get('messages_out_per_s')):>6}  "
                 f"{_last(s, doc.get('ts', now))}", width))
     if any(s.get("frames") for r in reps.values() for s in r.get("sockets", {}).values()):
         lines.append("")
@@ -126,14 +127,14 @@ def _last(sock: Mapping[str, Any], now: float) -> str:
 
 
 def _n(value: Any) -> str:
-    """A count in at most 6 characters: 99999 is 100k, then 1.2M, 3.4G."""
+    """A count in at most 6 characters: 99999 is 100k, then 1.2M, 345G, 1.2T."""
     if value is None:
         return "-"
     v = float(value)
-    if v >= 1e9:
-        return f"{v / 1e9:.1f}G"
-    if v >= 1e6:
-        return f"{v / 1e6:.1f}M"
+    for scale, unit in ((1e12, "T"), (1e9, "G"), (1e6, "M")):
+        if v >= scale:
+            x = v / scale
+            return f"{x:.1f}{unit}" if x < 99.95 else f"{x:.0f}{unit}"
     if v >= 1e4:
         return f"{v / 1e3:.0f}k"
     return f"{v:.0f}" if v == int(v) or v >= 100 else f"{v:.1f}"

@@ -112,13 +112,13 @@ def test_the_frame_of_a_run(utc: None) -> None:
     assert lines[5] == f"{'late.0':<22}{'waiting':<11}{0:>8}{'-':>9}{'-':>7}{'-':>10}"
     assert lines[6] == ""
     assert lines[7].startswith("SOCKET") and lines[7].rstrip().endswith("LAST EVENT")
-    assert lines[8][:66] == (f"{'worker.0.in':<22}{'PULL':<7}{'2':>5}{'123k':>8}{'10':>7}"
-                             f"{'0':>8}{'-':>7}  ")
-    assert lines[8][66:].startswith("accepted")  # (whole: see the test below)
-    assert lines[9] == (f"{'worker.0.out':<22}{'PUSH':<7}{'1':>5}{'0':>8}{'-':>7}"
-                        f"{'7':>8}{'0.5':>7}  tap dropped 3")
-    assert lines[10] == (f"{'feed.0.pub':<22}{'PUB':<7}{'-':>5}{'-':>8}{'-':>7}{'-':>8}"
-                         f"{'-':>7}  (command node)")
+    assert lines[8][:58] == (f"{'worker.0.in':<18}{'PULL':<7}{'2':>5}{'123k':>7}{'10':>6}"
+                             f"{'0':>7}{'-':>6}  ")
+    assert lines[8][58:].startswith("accepted")  # (whole: see the test below)
+    assert lines[9] == (f"{'worker.0.out':<18}{'PUSH':<7}{'1':>5}{'0':>7}{'-':>6}"
+                        f"{'7':>7}{'0.5':>6}  tap dropped 3")
+    assert lines[10] == (f"{'feed.0.pub':<18}{'PUB':<7}{'-':>5}{'-':>7}{'-':>6}{'-':>7}"
+                         f"{'-':>6}  (command node)")
     assert len(lines) == 11  # no proxy: no note
     assert all(len(line) <= WIDTH for line in lines)
     assert not any(ANSI.search(line) for line in lines)
@@ -176,8 +176,8 @@ def test_long_names_are_cut_to_the_width() -> None:
     assert all(len(line) <= WIDTH for line in lines)
     assert lines[0].endswith("~") and len(lines[0]) == WIDTH
     row = lines[-1]
-    assert row.startswith(long[:20] + "~ ROUTER")  # the label is cut at 21 characters
-    assert row[29:66] == f"{'1':>5}{'10.0M':>8}{'1234':>7}{'10.0G':>8}{'100k':>7}  "
+    assert row.startswith(long[:16] + "~ ROUTER")  # the label is cut at 17 characters
+    assert row[25:58] == f"{'1':>5}{'10.0M':>7}{'1234':>6}{'10.0G':>7}{'100k':>6}  "
 
 
 NAME = st.text("abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=50)
