@@ -45,6 +45,7 @@ from orchestrator.plan import SocketPlan
 ONE = 1 << 64  # a counter holds messages * ONE + bytes
 _LOW = ONE - 1
 _SNDMORE = int(zmq.SNDMORE)
+_NOBLOCK = int(zmq.NOBLOCK)
 _RCVMORE = int(zmq.RCVMORE)
 _send = _Backend.send
 _recv = _Backend.recv
@@ -78,72 +79,99 @@ class WatchedSocket(zmq.Socket):  # type: ignore[type-arg]
     """A pyzmq socket that counts what crosses it: ``_c = [out, in]``, each
     ``messages * ONE + bytes``.
 
-    ``recv`` counts one message per frame; asking for ``RCVMORE`` (as a loop over
-    the frames of a message does) takes the extra ones back, and ``recv_multipart``
-    counts a message once.
+    Its ``send``, ``recv``, ``recv_multipart`` and ``get`` are closures in the instance's
+    own ``__dict__`` (``_count``), over its counter: a method that read ``self._c`` would
+    pay pyzmq's attribute hook on every message. ``recv`` counts one message per frame;
+    asking for ``RCVMORE`` (as a loop over the frames of a message does) takes the extra
+    ones back, and ``recv_multipart`` counts a message once. Calling the class's method
+    (``zmq.Socket.recv(sock)``) counts nothing.
     """
 
     _c: list[int]
 
-    def send(self, data: Any, flags: int = 0, copy: bool = True, track: bool = False,
-             routing_id: int | None = None, group: str | None = None) -> Any:
-        if routing_id is not None or group is not None:
-            r = zmq.Socket.send(self, data, flags, copy, track, routing_id, group)
-        else:
-            r = _send(self, data, flags, copy, track)
-        self._c[0] += len(data) if flags & _SNDMORE else len(data) + ONE
-        return r
-
-    def recv(self, flags: int = 0, copy: bool = True, track: bool = False) -> Any:
-        m = _recv(self, flags, copy, track)
-        self._c[1] += len(m) + ONE
-        return m
-
-    def recv_multipart(self, flags: int = 0, copy: bool = True,
-                       track: bool = False) -> list[Any]:
-        parts = [_recv(self, flags, copy, track)]
-        while _get(self, _RCVMORE):
-            parts.append(_recv(self, flags, copy, track))
-        self._c[1] += sum(map(len, parts)) + ONE
-        return parts
-
-    def get(self, option: int) -> Any:
-        value = _get(self, option)
-        if option == _RCVMORE and value:
-            self._c[1] -= ONE  # the frame just read was not the message's last
-        return value
-
-    getsockopt = get
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.__dict__["_c"] = [0, 0]
+        _count(self)
 
 
 class TappedSocket(WatchedSocket):
-    """A ``WatchedSocket`` with a tap attached: each message is also copied to the taps."""
+    """A ``WatchedSocket`` with a tap attached: each message is also copied to the taps
+    (``_tapped``, in place of ``_count``'s closures, while the class is this one)."""
 
     _tap: Taps
 
-    def send(self, data: Any, flags: int = 0, copy: bool = True, track: bool = False,
+
+def _count(sock: zmq.Socket[Any]) -> None:
+    """Give ``sock`` its counting methods."""
+    c = sock.__dict__["_c"]
+
+    def send(data: Any, flags: int = 0, copy: bool = True, track: bool = False,
              routing_id: int | None = None, group: str | None = None) -> Any:
-        r = WatchedSocket.send(self, data, flags, copy, track, routing_id, group)
-        self._tap.frame(b"o", data, bool(flags & _SNDMORE))
+        if routing_id is not None or group is not None:
+            r = zmq.Socket.send(sock, data, flags, copy, track, routing_id, group)
+        else:
+            r = _send(sock, data, flags, copy, track)
+        c[0] += len(data) if flags & _SNDMORE else len(data) + ONE
         return r
 
-    def recv(self, flags: int = 0, copy: bool = True, track: bool = False) -> Any:
-        m = _recv(self, flags, copy, track)
-        more = _get(self, _RCVMORE)  # asked anyway, for the copy: the count is exact here
-        self._c[1] += len(m) if more else len(m) + ONE
-        self._tap.frame(b"i", m, bool(more))
+    def recv(flags: int = 0, copy: bool = True, track: bool = False) -> Any:
+        m = _recv(sock, flags, copy, track)
+        c[1] += len(m) + ONE
         return m
 
-    def recv_multipart(self, flags: int = 0, copy: bool = True,
-                       track: bool = False) -> list[Any]:
-        parts = WatchedSocket.recv_multipart(self, flags, copy, track)
-        self._tap.message(b"i", parts)
+    def recv_multipart(flags: int = 0, copy: bool = True, track: bool = False) -> list[Any]:
+        parts = [_recv(sock, flags, copy, track)]
+        while _get(sock, _RCVMORE):
+            parts.append(_recv(sock, flags, copy, track))
+        c[1] += sum(map(len, parts)) + ONE
         return parts
 
-    def get(self, option: int) -> Any:
-        return _get(self, option)  # recv counted each frame right: nothing to take back
+    def get(option: int) -> Any:
+        value = _get(sock, option)
+        if option == _RCVMORE and value:
+            c[1] -= ONE  # the frame just read was not the message's last
+        return value
 
-    getsockopt = get
+    sock.__dict__.update(send=send, recv=recv, recv_multipart=recv_multipart, get=get,
+                         getsockopt=get)
+
+
+def _tapped(sock: zmq.Socket[Any], tap: Taps) -> None:
+    """Give ``sock`` methods that count exactly and copy each message to ``tap``."""
+    c = sock.__dict__["_c"]
+
+    def send(data: Any, flags: int = 0, copy: bool = True, track: bool = False,
+             routing_id: int | None = None, group: str | None = None) -> Any:
+        if routing_id is not None or group is not None:
+            r = zmq.Socket.send(sock, data, flags, copy, track, routing_id, group)
+        else:
+            r = _send(sock, data, flags, copy, track)
+        more = flags & _SNDMORE
+        c[0] += len(data) if more else len(data) + ONE
+        tap.frame(b"o", data, bool(more))
+        return r
+
+    def recv(flags: int = 0, copy: bool = True, track: bool = False) -> Any:
+        m = _recv(sock, flags, copy, track)
+        more = _get(sock, _RCVMORE)  # asked anyway, for the copy: the count is exact here
+        c[1] += len(m) if more else len(m) + ONE
+        tap.frame(b"i", m, bool(more))
+        return m
+
+    def recv_multipart(flags: int = 0, copy: bool = True, track: bool = False) -> list[Any]:
+        parts = [_recv(sock, flags, copy, track)]
+        while _get(sock, _RCVMORE):
+            parts.append(_recv(sock, flags, copy, track))
+        c[1] += sum(map(len, parts)) + ONE
+        tap.message(b"i", parts)
+        return parts
+
+    def get(option: int) -> Any:
+        return _get(sock, option)  # recv counted each frame right: nothing to take back
+
+    sock.__dict__.update(send=send, recv=recv, recv_multipart=recv_multipart, get=get,
+                         getsockopt=get)
 
 
 class Taps:
@@ -182,16 +210,20 @@ class Taps:
             self.message(direction, frames)
 
     def message(self, direction: bytes, frames: list[Any]) -> None:
+        # The backend's send with plain int flags: pyzmq's send_multipart costs ~2 µs more.
         header = TAP_HEADER.pack(direction, time.time(), self.replica)
+        last = len(frames) - 1
         with self.lock:
             for ep, push in self.pushes.items():
                 dropped = self.dropped[ep]
                 try:
                     if dropped:
-                        push.send_multipart([TAP_HEADER.pack(b"D", time.time(), dropped)],
-                                            zmq.NOBLOCK)
+                        _send(push, TAP_HEADER.pack(b"D", time.time(), dropped), _NOBLOCK)
                         self.dropped[ep] = 0
-                    push.send_multipart([header, *frames], zmq.NOBLOCK, copy=False)
+                    # Once libzmq takes a message's first frame, it takes them all.
+                    _send(push, header, _NOBLOCK | _SNDMORE)
+                    for i, f in enumerate(frames):
+                        _send(push, f, _NOBLOCK if i == last else _NOBLOCK | _SNDMORE)
                 except zmq.Again:
                     self.dropped[ep] += 1
                     self.dropped_total += 1
@@ -255,7 +287,9 @@ class Summary:
         if held is None:
             return None
         count, event = held
-        return {**event, "repeat": count, "text": repeated(event, count)}
+        # Its peers were counted when it came: a summary changes none.
+        return {**event, "peers": 0, "say": True, "repeat": count,
+                "text": repeated(event, count)}
 
 
 def repeated(event: dict[str, Any], count: int) -> str:
@@ -309,6 +343,7 @@ class Watch:
         self._summary = Summary(clock)
         self._failing: set[tuple[str, str]] = set()  # (socket, endpoint) whose handshake fails
         self._retries: dict[tuple[str, str], int] = {}  # (socket, endpoint) -> retries so far
+        self._was_connected: set[tuple[str, str]] = set()
         self._thread: threading.Thread | None = None
         self._wake: zmq.Socket[Any] | None = None
         # The proxy role: the thread's end of the steerable proxy's control socket.
@@ -322,7 +357,6 @@ class Watch:
     def socket(self, plan: SocketPlan) -> zmq.Socket[Any]:
         """A new ``WatchedSocket`` for ``plan``, with its monitor (before any bind or connect)."""
         sock = WatchedSocket(self.ctx, getattr(zmq, plan.type))
-        sock.__dict__["_c"] = [0, 0]
         address = f"inproc://topo-watch.{next(_ids)}"
         sock.monitor(address, _EVENTS)
         mon: zmq.Socket[Any] = self.ctx.socket(zmq.PAIR)
@@ -430,13 +464,17 @@ class Watch:
                         raise
                     except Exception:  # noqa: BLE001 - one bad message must not end the watch
                         continue
-                for event in self._summary.due():
-                    self._send_event(event)
+                self._loop_due()
         except zmq.ContextTerminated:
             pass
         finally:
             wake.close(linger=0)
             self._close_own()
+
+    def _loop_due(self) -> None:
+        """Send the summaries whose time has come."""
+        for event in self._summary.due():
+            self._send_event(event)
 
     # -- monitor events ---------------------------------------------------------------------------
     def _event(self, mon: zmq.Socket[Any]) -> None:
@@ -467,18 +505,24 @@ class Watch:
             doc["reason"] = reason
         say = True
         if kind == "handshake succeeded":
-            # Every connection has one (NULL included): said only when it ends a failure.
-            say = key2 in self._failing
+            # Every connection has one (NULL included): said only when it ends a failure of
+            # this connect. A binding socket's endpoint is every client's: never said there.
+            say = key2 in self._failing and not bound
             self._failing.discard(key2)
             if say:
                 self._summary.forget((name, endpoint, "handshake failed"))
         elif kind == "handshake failed":
-            self._failing.add(key2)
+            if not bound:
+                self._failing.add(key2)
         elif key2 in self._failing and kind in ("connected", "disconnected", "retrying"):
             say = False  # the handshake's failure says it: each retry connects and drops again
         if kind == "retrying":
             self._retries[key2] = self._retries.get(key2, 0) + 1
+            if key2 in self._was_connected:
+                doc["text"] = (f"cannot connect to {endpoint} again (nobody accepts there); "
+                               "retrying")
         if kind == "connected":
+            self._was_connected.add(key2)
             self._summary.forget((name, endpoint, "retrying"))
             retries = self._retries.pop(key2, 0)
             if retries:  # the first attempt, then one per retry
@@ -571,8 +615,12 @@ class Watch:
             taps = self.taps[name] = Taps(self.ctx, self.replica)
             sock.__dict__["_tap"] = taps
         taps.set(endpoints)
-        tapped = bool(taps.pushes)
-        sock.__class__ = TappedSocket if tapped else WatchedSocket
+        if taps.pushes:
+            _tapped(sock, taps)
+            sock.__class__ = TappedSocket
+        else:
+            _count(sock)
+            sock.__class__ = WatchedSocket
         if self.proxy_control is not None and name in ("frontend", "backend"):
             self._steer_proxy(any(t.pushes for n, t in self.taps.items()
                                   if n in ("frontend", "backend")))

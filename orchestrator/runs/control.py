@@ -132,16 +132,31 @@ class ControlServer:
         except ValueError:
             reply: dict[str, Any] = {"ok": False, "error": "the request is not a JSON object"}
         else:
+            # Marked first: a handler may answer (and close) this fd before it returns.
+            self._answered.add(fd)
             try:
                 answer = self.handler(request, fd)
             except Exception as exc:  # noqa: BLE001 - a bad request must not end the run
                 answer = {"ok": False, "error": f"internal error: {exc!r}"}
             if answer is None:
-                self._answered.add(fd)  # the handler answers later
-                return
+                return  # the handler answers later (or did already)
             reply = answer
         self._answered.add(fd)
         self.respond(fd, reply)
+
+    def responder(self, fd: int) -> Callable[..., None]:
+        """``respond`` for client ``fd`` as it is now: an answer that comes after that client
+        closed (and its fd number went to another) goes nowhere."""
+        conn = self.clients[fd][0] if fd in self.clients else None
+
+        def answer(reply: dict[str, Any], on_close: Callable[[], None] | None = None) -> None:
+            entry = self.clients.get(fd)
+            if entry is not None and entry[0] is conn:
+                self.respond(fd, reply, on_close)
+            elif on_close is not None:
+                on_close()
+
+        return answer
 
     def respond(self, fd: int, reply: dict[str, Any],
                 on_close: Callable[[], None] | None = None) -> None:

@@ -109,8 +109,7 @@ def serve_control(run_dir: str, sup: Supervisor, state: StateFile,
         if cmd == "ps":
             return {"ok": True, **state.base, **sup.state()}
         if cmd == "stats":
-            sup.watching.stats(lambda reply: server.respond(fd, reply),
-                               lambda: {"ok": True, **stats(sup)})
+            sup.watching.stats(server.responder(fd), lambda: {"ok": True, **stats(sup)})
             return None
         if cmd == "tap":
             try:
@@ -120,9 +119,9 @@ def serve_control(run_dir: str, sup: Supervisor, state: StateFile,
             if answer.get("subscribe"):
                 return answer  # a command node's PUB: the tap subscribes itself
             # Answered once every live replica has the tap: what is sent from then on is seen.
-            sup.watching.tap(fd, str(request["endpoint"]), answer.pop("targets"),
-                             lambda: server.respond(fd, answer,
-                                                    on_close=lambda: sup.watching.untap(fd)))
+            respond, tap_id = server.responder(fd), sup.watching.new_id()
+            sup.watching.tap(tap_id, str(request["endpoint"]), answer.pop("targets"),
+                             lambda: respond(answer, lambda: sup.watching.untap(tap_id)))
             return None
         if cmd == "restart":
             targets = request.get("targets")

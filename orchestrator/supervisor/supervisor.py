@@ -129,6 +129,7 @@ class Supervisor:
         self.spawner.signal_group(pid, signal.SIGKILL)
         self.spawner.group_gone(pid)
         r.proc = None
+        self.watching.on_exited(r)
         if r.not_ready and code == 0:
             code = 1
         self._changed()

@@ -65,6 +65,16 @@ class Watching:
         for rid in list(self._pending):
             self._answer(rid)
 
+    def new_id(self) -> int:
+        return next(self._ids)
+
+    def on_exited(self, r: Replica) -> None:
+        """``r``'s process is gone, and its peers with it (its counts and last event stay)."""
+        for s in r.plan.sockets:
+            v = self.views.get((r.name, s.name))
+            if v is not None:
+                v.peers = 0
+
     @staticmethod
     def watched(r: Replica) -> bool:
         """Whether ``r`` has a channel of sockets to watch (a run or role node with sockets)."""

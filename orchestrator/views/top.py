@@ -94,18 +94,18 @@ def frame(doc: Mapping[str, Any], *, color: bool = False, width: int = WIDTH) ->
         lines.append(_fit(f"{_fit(name, 21):<22}{str(r.get('status')):<11}{r.get('restarts', 0):>8}"
                           f"{up:>9}{cpu:>7}{mem:>10}", width))
     lines.append("")
-    # Columns of 18+7+5+7+6+7+6 and a gap: the last event gets 22 of 80 characters.
-    lines.append(inverse(_fit(f"{'SOCKET':<18}{'TYPE':<7}{'PEERS':>5}{'IN':>7}{'/s':>6}"
+    # Columns of 21+7+5+7+6+7+6 and a gap: the last event gets 19 of 80 characters.
+    lines.append(inverse(_fit(f"{'SOCKET':<21}{'TYPE':<7}{'PEERS':>5}{'IN':>7}{'/s':>6}"
                               f"{'OUT':>7}{'/s':>6}  LAST EVENT", width, pad=True)))
     for name, r in reps.items():
         for sname, s in r.get("sockets", {}).items():
-            label = _fit(f"{name}.{sname}", 17)
+            label = _fit(f"{name}.{sname}", 20)
             if not s.get("watched"):
-                lines.append(_fit(f"{label:<18}{s['type']:<7}{'-':>5}{'-':>7}{'-':>6}{'-':>7}"
+                lines.append(_fit(f"{label:<21}{s['type']:<7}{'-':>5}{'-':>7}{'-':>6}{'-':>7}"
                                   f"{'-':>6}  (command node)", width))
                 continue
             lines.append(_fit(
-                f"{label:<18}{s['type']:<7}{_n(s.get('peers')):>5}"
+                f"{label:<21}{s['type']:<7}{_n(s.get('peers')):>5}"
                 f"{_n(s.get('messages_in')):>7}{_n(s.get('messages_in_per_s')):>6}"
                 f"{_n(s.get('messages_out')):>7}{_n(s.get('messages_out_per_s')):>6}  "
                 f"{_last(s, doc.get('ts', now))}", width))
@@ -116,14 +116,15 @@ def frame(doc: Mapping[str, Any], *, color: bool = False, width: int = WIDTH) ->
 
 
 def _last(sock: Mapping[str, Any], now: float) -> str:
-    """The socket's last event in a few words: what and how long ago (its text: --json)."""
+    """The socket's last event in a few words: what and how long ago (its text: --json),
+    e.g. ``handshake failed 3s`` (19 characters)."""
     if sock.get("tap_dropped"):
         return f"tap dropped {sock['tap_dropped']}"
     last = sock.get("last_event")
     if not last:
         return ""
     ago = human_duration(max(0.0, now - float(last.get("ts", now))))
-    return f"{last.get('event')} {ago} ago"
+    return f"{last.get('event')} {ago}"
 
 
 def _n(value: Any) -> str:

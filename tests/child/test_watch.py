@@ -431,7 +431,8 @@ def test_summary_says_the_first_then_holds_and_sums_up() -> None:
     assert s.due() == []
     clock.t = 100.0 + SAY_EVERY
     said = s.due()
-    assert said == [{**EVENT, "repeat": 4,
+    # Said (even though the held events were not), and its peers were counted already.
+    assert said == [{**EVENT, "repeat": 4, "peers": 0, "say": True,
                      "text": "still cannot connect to tcp://h:1 (4 more attempts); retrying"}]
     assert s.next_due() is None and s.due() == []
     # The window starts again from that summary: the next within it is held.
@@ -625,8 +626,22 @@ def test_retrying_held_is_summed_up_when_due(channel: Channel) -> None:
     assert w._summary.next_due() == 50.0 + SAY_EVERY
     channel.clock.t = 50.0 + SAY_EVERY
     (due,) = w._summary.due()
-    assert due["repeat"] == 4
+    assert due["repeat"] == 4 and due["say"] is True and due["peers"] == 0
     assert due["text"] == f"still cannot connect to {OUT} (4 more attempts); retrying"
+
+
+def test_held_accepts_said_later_count_no_peer_twice(channel: Channel) -> None:
+    w = channel.watch
+    for _ in range(3):
+        w.on_event("in", zmq.EVENT_ACCEPTED, 14, "tcp://127.0.0.1:6666")
+    records = channel.records()
+    assert [r["say"] for r in records] == [True, False, False]  # all go: each is a peer
+    assert sum(r["peers"] for r in records) == 3
+    channel.clock.t += SAY_EVERY
+    w._loop_due()
+    (summary,) = channel.records()
+    assert summary["say"] is True and summary["peers"] == 0
+    assert summary["text"] == "accepted 2 more peers on tcp://127.0.0.1:6666"
 
 
 def test_disconnected_takes_a_peer_and_says_which_side(channel: Channel) -> None:
