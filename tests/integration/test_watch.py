@@ -189,7 +189,7 @@ def test_top_counts_grow_and_the_proxy_counts_what_the_clients_sent(
         assert text.returncode == 0, text.stderr
         lines = text.stdout.splitlines()
         assert all(len(line) <= 80 for line in lines), lines
-        assert any(line.startswith("streamer.0.front~") and " 300 " in line
+        assert any(line.startswith("streamer.0.frontend ") and " 300 " in line
                    for line in lines), lines
     finally:
         assert topo(env, "down", "pipe").returncode == 0
