@@ -1,0 +1,271 @@
+"""Start-up as a user sees it: topo beside what the machine can do, end to end, in one run.
+
+Run: ``env -u PYTHONDONTWRITEBYTECODE python bench/startup.py [--sizes 50,200,1000]
+[--rounds 5]`` after one warm run (users have ``.pyc`` files; these machines export
+``PYTHONDONTWRITEBYTECODE=1``).
+
+Every figure is a whole command timed from the outside, the way a user starts it, median
+of ``--rounds`` (min-max), the variants taken in turn within each round so that the
+machine's noise hits them alike:
+
+- run nodes: ``topo up FILE`` of N run nodes that each send one ZeroMQ message once up
+  (a PUSH, to one PULL sink node that ends after N), until the run has ended; beside
+  the floor: a bare ``python`` that imports zmq and forks N children, each making a
+  context and a PUSH socket and sending one message to the PULL the parent binds once
+  it has forked them all, until all N are in and every child is reaped;
+- command nodes: ``topo up`` of N command nodes running ``python -c "print('up')"``
+  beside a shell loop that starts the same N programs and waits for them;
+- the CLI: ``topo validate`` of a one-node file, and ``topo up`` of one run node that
+  returns at once, beside ``python -c "import zmq"``;
+- ``topo down`` of N idle run nodes started with ``topo up -d`` beside a bare loop that
+  SIGTERMs N zmq children and reaps them.
+
+Targets (issue 16) are printed beside each ratio; a benchmark, not a test: it asserts
+nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PY = sys.executable
+PROGRAM = "print('up')"  # what each command node runs, in topo and in the shell loop
+
+BARE_ZMQ = """
+import os, sys, zmq
+n = int(sys.argv[1])
+ep = "ipc://" + sys.argv[2]
+pids = []
+for _ in range(n):
+    pid = os.fork()
+    if pid == 0:
+        c = zmq.Context()
+        s = c.socket(zmq.PUSH)
+        s.connect(ep)
+        s.send(b"up")
+        s.close(linger=-1)
+        c.term()
+        os._exit(0)
+    pids.append(pid)
+# The parent's own context only now: forking a process whose libzmq threads run can hang.
+ctx = zmq.Context()
+pull = ctx.socket(zmq.PULL)
+pull.bind(ep)
+for _ in range(n):
+    pull.recv()
+for pid in pids:
+    os.waitpid(pid, 0)
+"""
+
+BARE_STOP = """
+import os, signal, sys, time, zmq
+n = int(sys.argv[1])
+pids = []
+r, w = os.pipe()
+for _ in range(n):
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        c = zmq.Context()
+        s = c.socket(zmq.PULL)
+        os.write(w, b"R")
+        while True:
+            time.sleep(3600)
+    pids.append(pid)
+os.close(w)
+got = 0
+while got < n:
+    got += len(os.read(r, 4096))
+t = time.perf_counter()
+for pid in pids:
+    os.kill(pid, signal.SIGTERM)
+for pid in pids:
+    os.waitpid(pid, 0)
+print(time.perf_counter() - t)
+"""
+
+
+def send_one(node: Any) -> int:
+    """A run node that sends one message once up, then ends (its message still leaves)."""
+    sock = node.sockets["out"]
+    sock.linger = -1
+    sock.send(b"up")
+    return 0
+
+
+def sink(node: Any) -> int:
+    """Receives one message per sender, then ends."""
+    sock = node.sockets["in"]
+    for _ in range(int(node.params["n"])):
+        sock.recv()
+    return 0
+
+
+def returns(node: Any) -> int:
+    return 0
+
+
+def idle(node: Any) -> int:
+    node.stopping.wait()
+    return 0
+
+
+def files(folder: Path, n: int) -> dict[str, Path]:
+    head = f"pythonpath: [{HERE}]\n"
+    out = {
+        "run": f"""name: s-run-{n}
+{head}nodes:
+  sink:
+    run: startup:sink
+    with: {{n: {n}}}
+    sockets:
+      in: {{type: PULL, bind: "ipc://sink"}}
+  w:
+    run: startup:send_one
+    replicas: {n}
+    sockets:
+      out: {{type: PUSH, connect: sink.in}}
+""",
+        "command": f"""name: s-cmd-{n}
+nodes:
+  w:
+    command: [{PY}, -c, "{PROGRAM}"]
+    replicas: {n}
+    restart: never
+""",
+        "idle": f"""name: s-idle-{n}
+{head}nodes:
+  hub:
+    run: startup:idle
+    sockets:
+      out: {{type: PUSH, bind: "ipc://hub"}}
+  w:
+    run: startup:idle
+    replicas: {n}
+    sockets:
+      in: {{type: PULL, connect: hub.out}}
+""",
+        "one": f"""name: s-one
+{head}nodes:
+  n:
+    run: startup:returns
+""",
+    }
+    paths = {}
+    for kind, text in out.items():
+        path = folder / f"{kind}-{n}.yaml"
+        path.write_text(text)
+        paths[kind] = path
+    return paths
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t
+
+
+def topo(*args: str) -> list[str]:
+    return [PY, "-m", "orchestrator", *args]
+
+
+def down_time(path: Path, env: dict[str, str], run: str) -> float:
+    subprocess.run(topo("up", "-d", str(path), "-p", run), env=env, cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return timed(topo("down", run), env)
+
+
+def bare_stop(n: int, env: dict[str, str]) -> float:
+    out = subprocess.run([PY, "-c", BARE_STOP, str(n)], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    return float(out.strip())
+
+
+def summary(values: list[float]) -> str:
+    return f"{statistics.median(values):7.3f} s ({min(values):.3f}-{max(values):.3f})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="50,200,1000")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        print("note: PYTHONDONTWRITEBYTECODE is set; users have .pyc files: run as "
+              "`env -u PYTHONDONTWRITEBYTECODE python bench/startup.py` after a warm run")
+    print(f"start-up, end to end from the command line; {os.cpu_count()} cores, load "
+          f"{os.getloadavg()[0]:.2f}; median of {args.rounds} (min-max)\n")
+    with tempfile.TemporaryDirectory(prefix="topo-startup-") as tmp:
+        folder = Path(tmp)
+        env = {**os.environ, "TOPO_STATE_DIR": str(folder / "state"), "NO_COLOR": "1"}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        table: dict[str, dict[str, list[float]]] = {}
+
+        def add(row: str, col: str, value: float) -> None:
+            table.setdefault(row, {}).setdefault(col, []).append(value)
+
+        paths = {n: files(folder, n) for n in sizes}
+        one = paths[sizes[0]]["one"]
+        jobs: list[tuple[str, str, Callable[[], float]]] = []
+        for n in sizes:
+            p = paths[n]
+            jobs += [
+                (f"{n} run nodes", "floor", lambda n=n: timed(
+                    [PY, "-c", BARE_ZMQ, str(n), str(folder / f"bare-{n}.sock")], env)),
+                (f"{n} run nodes", "topo", lambda p=p: timed(topo("up", str(p["run"])), env)),
+                (f"{n} command nodes", "floor", lambda n=n: timed(
+                    ["sh", "-c", f"for i in $(seq {n}); do {PY} -c \"{PROGRAM}\" & done; wait"],
+                    env)),
+                (f"{n} command nodes", "topo", lambda p=p: timed(
+                    topo("up", str(p["command"])), env)),
+                (f"topo down of {n} run nodes", "floor", lambda n=n: bare_stop(n, env)),
+                (f"topo down of {n} run nodes", "topo", lambda p=p, n=n: down_time(
+                    p["idle"], env, f"s-idle-{n}")),
+            ]
+        jobs += [
+            ("validate one node", "floor", lambda: timed([PY, "-c", "import zmq"], env)),
+            ("validate one node", "topo", lambda: timed(topo("validate", str(one)), env)),
+            ("up one node", "floor", lambda: timed([PY, "-c", "import zmq"], env)),
+            ("up one node", "topo", lambda: timed(topo("up", str(one)), env)),
+        ]
+        for _, _, job in jobs:  # one warm run: .pyc files, page cache
+            job()
+        for r in range(args.rounds):
+            for row, col, job in jobs:
+                add(row, col, job())
+            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    targets = {"topo down": (2.0, "≤2×"), "run nodes": (1.5, "≤1.5× (1000: < 2.0 s)"),
+               "command nodes": (1.2, "≤1.2×"), "validate": (2.0, "≤2× import zmq"),
+               "up one": (3.0, "≤3× import zmq")}
+    print(f"{'what':<28}{'floor':>26}{'topo':>26}  ratio  target")
+    for row, cols in table.items():
+        floor, mine = statistics.median(cols["floor"]), statistics.median(cols["topo"])
+        ratio = mine / floor
+        bound, text = next(v for k, v in targets.items() if k in row)
+        verdict = "PASS" if ratio <= bound else "MISS"
+        if row.startswith("1000 run"):
+            verdict = "PASS" if mine < 2.0 and ratio <= bound else "MISS"
+        per = ""
+        n = row.split()[0]
+        if n.isdigit() and "down" not in row:
+            per = f"  ({1000 * mine / int(n):.2f} ms/node vs {1000 * floor / int(n):.2f})"
+        print(f"{row:<28}{summary(cols['floor']):>26}{summary(cols['topo']):>26}  "
+              f"{ratio:4.2f}×  {text} {verdict}{per}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
