@@ -27,7 +27,6 @@ its key, in the node's log by ``Curve``.
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import itertools
 import json
@@ -345,7 +344,7 @@ class Watch:
         self._failing: set[tuple[str, str]] = set()  # (socket, endpoint) whose handshake fails
         self._retries: dict[tuple[str, str], int] = {}  # (socket, endpoint) -> retries so far
         self._was_connected: set[tuple[str, str]] = set()
-        self._done: _thread.LockType | None = None  # held while the thread runs
+        self._thread: threading.Thread | None = None
         self._wake: zmq.Socket[Any] | None = None
         # The proxy role: the thread's end of the steerable proxy's control socket.
         self.proxy_control: zmq.Socket[Any] | None = None
@@ -408,31 +407,21 @@ class Watch:
         peer.linger = 0
         peer.connect(address)
         self._wake = wake
-        # A bare thread: threading.Thread.start waits until the thread runs, which costs a
-        # node ~0.4 ms of its start on a busy machine; `done` is held until the loop ends.
-        done = _thread.allocate_lock()
-        done.acquire()
-        self._done = done
-
-        def run() -> None:
-            try:
-                self._loop(peer)
-            finally:
-                done.release()
-
-        _thread.start_new_thread(run, ())
+        self._thread = threading.Thread(target=self._loop, args=(peer,), name="topo-watch",
+                                        daemon=True)
+        self._thread.start()
 
     def stop(self, timeout: float = 1.0) -> None:
-        done, wake = self._done, self._wake
-        self._done = self._wake = None
+        thread, wake = self._thread, self._wake
+        self._thread = self._wake = None
         if wake is not None:
             with contextlib.suppress(zmq.ZMQError):
                 wake.send(b"", zmq.NOBLOCK)
-        if done is not None and done.acquire(timeout=timeout):
-            done.release()
+        if thread is not None:
+            thread.join(timeout)
         if wake is not None:
             wake.close(linger=0)
-        if done is None:
+        if thread is None:
             self._close_own()
 
     def _close_own(self) -> None:
