@@ -12,6 +12,7 @@ handled in ``stopsignal.py``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -93,6 +94,7 @@ class Node:
         self._log: logging.Logger | None = None
         self.curve: Curve | None = None  # the node's CURVE, when its plan uses CURVE
         self.watch: Watch | None = None  # its watching thread (a forked run or role node)
+        self.closed = False
 
     @property
     def log(self) -> logging.Logger:
@@ -119,7 +121,12 @@ class Node:
         socket has a linger, closing would only drop what is unsent, which the exit
         drops too; the kernel closes every fd, so the context's threads are left to
         the exit instead of being woken and joined (a quarter of a node's stop time).
+        A second call does nothing.
         """
+        if self.closed:
+            return
+        self.closed = True
+        atexit.unregister(self.close)  # from_env's, once closed by the program itself
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
@@ -198,11 +205,12 @@ def run_child(
             watch.curve = curve
         node.ipc = dict(ipc or {})  # made by the supervisor before the fork (ipc/resources.py)
         fd, ready_fd = ready_fd, None  # _call owns it now
-        code = _call(node, target, replica.stop_signal, fd)
-        if watch is not None:
-            with contextlib.suppress(Exception):
-                watch.report_final()  # what it sent and received, for `topo top` after it
-        node.close(exiting=True)
+        atexit.register(_end_not_unwound, node)
+        try:
+            code = _call(node, target, replica.stop_signal, fd)
+        finally:
+            atexit.unregister(_end_not_unwound)
+        _end(node)
         return code
     finally:
         if ready_fd is not None:
@@ -210,6 +218,31 @@ def run_child(
         if not ctx.closed and not (node is not None and node.abandoned):
             ctx.destroy(linger=0)
         _flush()
+
+
+def _end(node: Node) -> None:
+    """The node function is done: its last counts to the supervisor, then close."""
+    if node.watch is not None:
+        with contextlib.suppress(Exception):
+            node.watch.report_final()  # what it sent and received, for `topo top` after it
+    node.close(exiting=True)
+
+
+def _end_not_unwound(node: Node) -> None:
+    """End the child as ``run_child`` would when the interpreter exits under the node.
+
+    A ``SystemExit`` raised where Python cannot unwind ends the interpreter on the
+    spot: pyzmq's ``Frame.__dealloc__`` checks for signals, so the stop signal's
+    ``SystemExit`` can be raised inside it, and Cython prints an exception raised
+    in a ``__dealloc__``, which for ``SystemExit`` means exiting. No ``finally``
+    runs then, but atexit functions do, the last registered first: this one ends
+    the process before any the supervisor registered could run in the child.
+    """
+    try:
+        _end(node)
+        _flush()
+    finally:
+        os._exit(0 if node.stopping.is_set() else 1)
 
 
 def _call(node: Node, target: NodeFunction, stop_signal: int, ready_fd: int | None) -> int:
@@ -317,4 +350,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Node:
     node.curve = curve
     node.ipc = ipc
     node._arm(replica.stop_signal)
+    # Closed at exit even when the program's `with` or `close()` never runs: the stop
+    # signal's SystemExit can end the interpreter without unwinding (see _end_not_unwound).
+    atexit.register(node.close)
     return node

@@ -245,6 +245,23 @@ def graceful(node: Node) -> int:
     return 5
 
 
+def stopped_while_frames_are_freed(node: Node) -> None:
+    """The stop signal lands while pyzmq frees frames: ``Frame.__dealloc__`` checks for
+    signals, so the handler's SystemExit is raised inside it, where Python cannot unwind."""
+    frames = [zmq.Frame(b"x") for _ in range(200_000)]
+    main, go = threading.get_ident(), threading.Event()
+
+    def stop() -> None:
+        go.wait()
+        signal.pthread_kill(main, signal.SIGTERM)
+
+    threading.Thread(target=stop, daemon=True).start()
+    go.set()
+    del frames  # about 50 ms of deallocs, each releasing the GIL: the thread sends meanwhile
+    print("the signal landed after the frames were freed", flush=True)
+    node.stopping.wait()
+
+
 # -- run_child ------------------------------------------------------------------------------------
 
 
@@ -282,6 +299,32 @@ def test_a_node_gets_its_facts_logs_and_stops_on_sigterm(
     assert time.monotonic() - started < 1.0
     assert child.stdout() == "stopping=True\n"
     assert child.stderr() == "INFO hello from worker.2\n"
+
+
+def test_a_stop_inside_a_pyzmq_dealloc_still_cleans_up(run_dir: Path, tmp_path: Path) -> None:
+    # Before: the interpreter exited on the spot (status 0) without running a finally: the
+    # ipc file stayed and the supervisor never got the node's last counts.
+    for i in range(3):
+        sock = run_dir / f"s{i}"
+        plan, rp = make_plan(run_dir, SocketPlan("s", "PULL", bind=(f"ipc://{sock}",)))
+        child = fork_node(plan, rp, stopped_while_frames_are_freed, tmp_path)
+        assert child.ready() == b"R"
+        channel = read_to_eof(child.ready_fd)  # the node's records, until it exits
+        assert child.wait() == 0, child.stderr()
+        assert "landed after" not in child.stdout()  # it did land inside: the case under test
+        assert not sock.exists(), "the node's ipc file was left behind"
+        assert b'S{"id":""' in channel, channel  # its last counts, sent by the clean-up
+
+
+def read_to_eof(fd: int, timeout: float = DEADLINE) -> bytes:
+    data = b""
+    deadline = time.monotonic() + timeout
+    while select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return data
+        data += chunk
+    raise AssertionError(f"no end of the channel in time; read {data!r}")
 
 
 def test_a_run_node_gets_its_env_like_a_command_node(run_dir: Path, tmp_path: Path) -> None:
@@ -413,6 +456,24 @@ def test_from_env_gives_a_command_node_the_same_node(run_dir: Path, peers: Peers
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=DEADLINE)
+
+
+def test_a_command_node_stopped_inside_a_pyzmq_dealloc_is_closed_at_exit(run_dir: Path) -> None:
+    # The program never gets to close(): the interpreter exits from inside the dealloc.
+    sock = run_dir / "in"
+    plan, rp = make_plan(run_dir, SocketPlan("s", "PULL", bind=(f"ipc://{sock}",)),
+                         node="cmd", kind="command")
+    write_specs(plan)
+    env = {**os.environ, "TOPO_SPEC": rp.spec_path,
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), *sys.path])}
+    program = ("from orchestrator.node import from_env\n"
+               "from tests.child.test_node import stopped_while_frames_are_freed\n"
+               "stopped_while_frames_are_freed(from_env())\n")
+    result = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True,
+                            text=True, timeout=DEADLINE * 4, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "landed after" not in result.stdout  # it did land inside: the case under test
+    assert not sock.exists(), "the program's ipc file was left behind"
 
 
 def test_from_env_without_a_spec_is_a_sentence(tmp_path: Path) -> None:

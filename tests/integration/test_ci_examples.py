@@ -6,6 +6,7 @@ that no process, ipc file, run folder or SysV object of any of them is left.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -36,7 +37,9 @@ def test_two_xdist_sessions_started_at_once_both_pass(no_leftovers: Leftovers) -
 def session_file(tmp_path: Path, body: str) -> Path:
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     path = tmp_path / "test_session.py"
-    path.write_text(f"import time\nEXAMPLE = {str(EXAMPLE / 'topology.yaml')!r}\n\n{body}")
+    # SIGUSR1 makes a session that does not end print where each of its threads is
+    path.write_text("import faulthandler, signal, time\nfaulthandler.register(signal.SIGUSR1)\n"
+                    f"EXAMPLE = {str(EXAMPLE / 'topology.yaml')!r}\n\n{body}")
     return path
 
 
@@ -76,6 +79,14 @@ def test_hangs(topology):
     run_id = seen.split("RUNNING", 1)[1].split()[0]
     assert (no_leftovers.root / run_id).is_dir()
     session.send_signal(sig)
-    rest = session.communicate(timeout=60)[0]
+    try:
+        rest = session.communicate(timeout=60)[0]
+    except subprocess.TimeoutExpired:
+        session.send_signal(signal.SIGUSR1)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # time to write the stacks
+            session.communicate(timeout=2)
+        session.kill()
+        pytest.fail("the session did not end 60 s after the signal:\n"
+                    + seen + session.communicate()[0])
     assert session.returncode in ((2,) if sig == signal.SIGINT else (-signal.SIGKILL,)), rest
     no_leftovers.check(timeout=10)  # the supervisor saw its owner go and stopped the run
