@@ -168,18 +168,28 @@ def _live(run: Run, usage: dict[int, psutil.Process]) -> int:
     tty = out.isatty()
     color = tty and not os.environ.get("NO_COLOR")
     before: dict[str, Any] | None = None
+    failed = 0
     with _keys(tty) as keys:
         while True:
             try:
                 doc = with_rates(look(run, usage), before)
-            except ControlError:
-                _write(out, f"run {run.run_id} ended\n", tty, clear=False)
-                return 0
-            before = doc
-            width = _width(out) if tty else WIDTH
-            _write(out, "\n".join(frame(doc, color=color, width=width)) + "\n", tty)
+            except ControlError as exc:
+                if not run.alive or not run.folder.is_dir():
+                    break  # said below, once the terminal has its own screen back
+                # A supervisor that is busy (or slow to answer) is not a run that ended;
+                # one that is on its way out is gone at the next look.
+                failed += 1
+                if failed > 1:
+                    _write(out, f"topo: {exc}; asking again\n", tty, clear=False)
+            else:
+                failed = 0
+                before = doc
+                width = _width(out) if tty else WIDTH
+                _write(out, "\n".join(frame(doc, color=color, width=width)) + "\n", tty)
             if _wait_for_q(keys, 1.0):
                 return 0
+    print(f"run {run.run_id} ended")
+    return 0
 
 
 def _width(out: TextIO) -> int:

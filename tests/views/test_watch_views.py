@@ -8,6 +8,7 @@ channel a socket pair this test reads and answers as the node would.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.child.watch import TAP_HEADER
+from orchestrator.errors import ControlError
 from orchestrator.plan import NodePlan, Plan, ReplicaPlan, SocketPlan
 from orchestrator.supervisor.replica import Replica, by_node, replicas_of
 from orchestrator.supervisor.spawn import Proc
@@ -35,6 +37,7 @@ from orchestrator.supervisor.watching import (
     stats,
     tap,
 )
+from orchestrator.views import top as top_view
 from orchestrator.views.tap import SHOW, Dropped, Tap, TapMessage, show
 from orchestrator.views.top import WIDTH, _fit, _last, _n, frame, with_rates
 from tests.fakes import FakeClock, FakePrinter
@@ -241,6 +244,69 @@ def test_counts_in_few_characters(value: float | None, text: str) -> None:
 @example(10**12)  # 1000.0G
 def test_a_count_is_never_more_than_6_characters(value: float) -> None:
     assert len(_n(value)) <= 6, _n(value)
+
+
+class FakeRun:
+    def __init__(self, folder: Any) -> None:
+        self.run_id, self.folder, self.alive = "demo-7f3a", folder, True
+
+
+def live_with(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+              run: FakeRun, looks: list[Any]) -> tuple[int, str, list[str]]:
+    """top's live loop over scripted looks (a doc, or an error with what happens to the
+    run meanwhile); the loop's second each is skipped, and leaving its screen is noted."""
+    said: list[str] = []
+
+    def look(_run: Any, _usage: Any) -> dict[str, Any]:
+        step = looks.pop(0)
+        if isinstance(step, dict):
+            return step
+        error, ended = step
+        if ended:
+            run.alive = False
+        raise ControlError(error)
+
+    @contextlib.contextmanager
+    def keys(_tty: bool) -> Iterator[None]:
+        yield None
+        said.append(capsys.readouterr().out)  # what was on the live view's screen
+
+    monkeypatch.setattr(top_view, "look", look)
+    monkeypatch.setattr(top_view, "_keys", keys)
+    monkeypatch.setattr(top_view, "_wait_for_q", lambda _fd, _s: not looks)
+    code = top_view._live(run, {})  # type: ignore[arg-type]
+    return code, capsys.readouterr().out, said
+
+
+def test_top_says_the_run_ended_after_leaving_its_screen(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Any) -> None:
+    code, after, screen = live_with(monkeypatch, capsys, FakeRun(tmp_path),
+                                    [sample(), ("cannot reach the supervisor", True)])
+    assert code == 0
+    assert "topo top: run demo-7f3a" in screen[0] and "ended" not in screen[0]
+    assert after == "run demo-7f3a ended\n"  # on the terminal's own screen, where it stays
+
+
+def test_a_supervisor_slow_to_answer_is_not_a_run_that_ended(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Any) -> None:
+    slow = ("the supervisor did not answer within 5 s", False)
+    code, after, screen = live_with(monkeypatch, capsys, FakeRun(tmp_path),
+                                    [slow, sample(), slow, slow, sample()])
+    assert code == 0 and after == ""
+    assert screen[0].count("topo top: run demo-7f3a") == 2  # it went on looking
+    # one miss is not worth a line (a supervisor on its way out is gone at the next look)
+    assert screen[0].count("did not answer within 5 s; asking again") == 1
+    assert "ended" not in screen[0]
+
+
+def test_a_run_whose_folder_is_gone_has_ended(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Any) -> None:
+    code, after, _ = live_with(monkeypatch, capsys, FakeRun(tmp_path / "removed"),
+                               [("cannot reach the supervisor", False)])
+    assert code == 0 and after == "run demo-7f3a ended\n"
 
 
 # -- topo top: rates between two looks -------------------------------------------------------------
