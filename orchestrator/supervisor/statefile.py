@@ -9,7 +9,9 @@ node process while the run lasts (``StateFile``).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -100,6 +102,19 @@ def watch_owner(pid: int | None, sup: Supervisor, loop: EventLoop) -> int | None
     return fd
 
 
+def _remove_tap_socket(run_dir: str, endpoint: str) -> None:
+    """A tap's socket file in the run folder, left by a tap that was killed (one that
+    ends removes its own): only a ``tap-*`` socket right in the run folder, nothing else."""
+    path = endpoint.removeprefix("ipc://")
+    if path == endpoint or os.path.realpath(os.path.dirname(path)) != os.path.realpath(run_dir):
+        return
+    if not os.path.basename(path).startswith("tap-"):
+        return
+    with contextlib.suppress(OSError):
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+
+
 def serve_control(run_dir: str, sup: Supervisor, state: StateFile,
                   loop: EventLoop) -> ControlServer:
     """The run's control socket, answered from inside the event loop (see ``control.py``)."""
@@ -120,8 +135,14 @@ def serve_control(run_dir: str, sup: Supervisor, state: StateFile,
                 return answer  # a command node's PUB: the tap subscribes itself
             # Answered once every live replica has the tap: what is sent from then on is seen.
             respond, tap_id = server.responder(fd), sup.watching.new_id()
-            sup.watching.tap(tap_id, str(request["endpoint"]), answer.pop("targets"),
-                             lambda: respond(answer, lambda: sup.watching.untap(tap_id)))
+            endpoint = str(request["endpoint"])
+
+            def gone() -> None:  # the tap's connection closed: it ended, or it was killed
+                sup.watching.untap(tap_id)
+                _remove_tap_socket(run_dir, endpoint)
+
+            sup.watching.tap(tap_id, endpoint, answer.pop("targets"),
+                             lambda: respond(answer, gone))
             return None
         if cmd == "restart":
             targets = request.get("targets")

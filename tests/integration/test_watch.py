@@ -233,6 +233,29 @@ def test_tap_prints_the_ticks_in_order_and_stops_after_count(
         assert topo(env, "down", "tick").returncode == 0
 
 
+def test_a_killed_tap_leaves_no_socket_file_in_the_live_run(
+        tmp_path: Path, no_leftovers: Leftovers) -> None:
+    path = topology(tmp_path, TICKER)
+    env = no_leftovers.env()
+    assert topo(env, "up", "-d", str(path), "-p", "killedtap").returncode == 0
+    tap = subprocess.Popen([sys.executable, "-m", "orchestrator", "tap", "killedtap",
+                            "clock.out"], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert tap.stdout is not None and " clock.0.out send tick " in tap.stdout.readline()
+        folder = no_leftovers.root / "killedtap"
+        assert list(folder.glob("tap-*.sock"))
+        tap.kill()  # no clean-up of its own: the supervisor sees its connection close
+        tap.communicate(timeout=10)
+        wait_until(lambda: not list(folder.glob("tap-*.sock")), timeout=5)
+        assert top_json(env, "killedtap")["replicas"]["clock.0"]["sockets"]["out"]["watched"]
+    finally:
+        if tap.poll() is None:
+            tap.kill()
+            tap.communicate(timeout=10)
+        assert topo(env, "down", "killedtap").returncode == 0
+
+
 def test_tap_of_a_broker_shows_requests_and_replies_with_envelopes(
         tmp_path: Path, no_leftovers: Leftovers) -> None:
     path = topology(tmp_path, """

@@ -1,11 +1,13 @@
 """What the state file says of a run beyond its processes: whether it uses CURVE, and
-its nodes' public keys.
+its nodes' public keys; and what the control socket tidies after a tap.
 
 `topo ps` shows the flag and `topo keys` prints the keys, also once the supervisor is dead.
 """
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
@@ -13,7 +15,7 @@ import pytest
 
 from orchestrator.plan import Plan, ReplicaPlan
 from orchestrator.supervisor.spawn import Spawner
-from orchestrator.supervisor.statefile import StateFile
+from orchestrator.supervisor.statefile import StateFile, _remove_tap_socket
 
 
 @pytest.mark.parametrize("curve", [True, False])
@@ -35,3 +37,22 @@ def test_the_state_records_each_nodes_public_key_in_file_order() -> None:
                  replicas=(ReplicaPlan("a", 0, "run"),))
     assert StateFile(plain, cast(Spawner, SimpleNamespace(guardian_pid=None)), None
                      ).base["curve_keys"] == {}
+
+
+def test_only_a_tap_socket_right_in_the_run_folder_is_removed(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    made = []
+    for path in (run / "tap-1.0.sock", run / "node.sock", tmp_path / "tap-2.0.sock"):
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(path))
+        s.close()
+        made.append(path)
+    (run / "tap-3.0.sock").write_text("not a socket")
+    for endpoint in ("ipc://" + str(run / "tap-1.0.sock"), "ipc://" + str(run / "node.sock"),
+                     "ipc://" + str(run / ".." / "tap-2.0.sock"), str(run / "tap-3.0.sock"),
+                     "ipc://" + str(run / "tap-3.0.sock"), "tcp://127.0.0.1:5555"):
+        _remove_tap_socket(str(run), endpoint)
+    assert not made[0].exists()  # the tap's: removed
+    assert made[1].exists() and made[2].exists()  # not a tap's, or not in the run folder
+    assert (run / "tap-3.0.sock").read_text() == "not a socket"  # a file, not a socket
