@@ -126,7 +126,9 @@ class Watching:
         text = str(doc.get("text", doc.get("event", "")))
         v.last = {"ts": round(time.time(), 3), "event": doc.get("event"),
                   "endpoint": doc.get("endpoint"), "text": text}
-        if doc.get("say", True):
+        # A stopping run's sockets lose their peers and retry as the nodes go: that is the
+        # stop, not news (200 nodes would say 400 lines of it). Still counted for top.
+        if doc.get("say", True) and not self.stopping:
             fields = {k: doc[k] for k in ("endpoint", "reason", "repeat") if k in doc}
             self.printer.socket_event(r.name, name, str(doc.get("event")), text, **fields)
 

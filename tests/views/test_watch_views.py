@@ -533,6 +533,20 @@ def test_an_event_not_to_say_still_counts(sup: Sup) -> None:
     assert sup.printer.records == []
 
 
+def test_a_stopping_run_says_no_socket_event_but_counts_it(sup: Sup) -> None:
+    w, r = sup.watching, sup.replicas["worker.0"]
+    w.on_record(r, record(b"E", {"socket": "in", "event": "accepted", "peers": 1,
+                                 "endpoint": "tcp://127.0.0.1:7000", "text": "accepted a peer"}))
+    assert len(sup.printer.records) == 1
+    w.stop()
+    for event, text in (("disconnected", "a peer went away"), ("retrying", "retrying")):
+        w.on_record(r, record(b"E", {"socket": "in", "event": event, "peers": -1,
+                                     "endpoint": "tcp://127.0.0.1:7000", "text": text}))
+    assert len(sup.printer.records) == 1  # nothing more said
+    assert w.views[("worker.0", "in")].peers == 0
+    assert w.views[("worker.0", "in")].last["text"] == "retrying"  # type: ignore[index]
+
+
 def test_reasons_and_repeats_go_with_the_event_and_peers_never_go_below_none(sup: Sup
                                                                             ) -> None:
     w, r = sup.watching, sup.replicas["worker.1"]
