@@ -15,8 +15,9 @@ machine's noise hits them alike:
   it has forked them all, until all N are in and every child is reaped;
 - command nodes: ``topo up`` of N command nodes running ``python -c "print('up')"``
   beside a shell loop that starts the same N programs and waits for them;
-- the CLI: ``topo validate`` of a one-node file, and ``topo up`` of one run node that
-  returns at once, beside ``python -c "import zmq"``;
+- the CLI: ``topo validate`` of a one-node file (answered from the cache, and checked
+  afresh with ``--no-cache``), and ``topo up`` of one run node that returns at once,
+  beside ``python -c "import zmq"``;
 - ``topo down`` of N idle run nodes started with ``topo up -d`` beside a bare loop that
   SIGTERMs N zmq children and reaps them.
 
@@ -236,8 +237,12 @@ def main() -> int:
                     p["idle"], env, f"s-idle-{n}")),
             ]
         jobs += [
+            # the cache answers a file validated before; --no-cache checks it afresh
             ("validate one node", "floor", lambda: timed([PY, "-c", "import zmq"], env)),
             ("validate one node", "topo", lambda: timed(topo("validate", str(one)), env)),
+            ("validate --no-cache", "floor", lambda: timed([PY, "-c", "import zmq"], env)),
+            ("validate --no-cache", "topo", lambda: timed(
+                topo("validate", "--no-cache", str(one)), env)),
             ("up one node", "floor", lambda: timed([PY, "-c", "import zmq"], env)),
             ("up one node", "topo", lambda: timed(topo("up", str(one)), env)),
         ]

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--strict", action="store_true", help="treat warnings as errors")
     p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--no-cache", action="store_true",
+                   help="check again even when nothing the answer depends on has changed")
 
     sub.add_parser("schema", help="print the JSON Schema of the topology format")
 
@@ -254,12 +256,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    """`topo validate`, told from the cache when nothing it depends on has changed."""
+    # deferred: each command loads only its own layers
+    from orchestrator.spec.cache import ValidateCache
+
+    cache = None if args.no_cache else ValidateCache.for_command(
+        args.files, strict=args.strict, fmt=args.format)
+    if cache is not None:
+        code = cache.replay()
+        if code is not None:
+            return code
+    # deferred: the model and pydantic, only when the file has to be checked
+    from orchestrator.spec.validate import run_validate
+
+    if cache is None:
+        return run_validate(args.files, strict=args.strict, fmt=args.format)
+    with cache.record() as environ:
+        code = run_validate(args.files, strict=args.strict, fmt=args.format, environ=environ)
+    cache.keep(code)
+    return code
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "validate":
-        # deferred: each command loads only its own layers
-        from orchestrator.spec.validate import run_validate
-
-        return run_validate(args.files, strict=args.strict, fmt=args.format)
+        return _validate(args)
     if args.command == "schema":
         # deferred: each command loads only its own layers
         import json

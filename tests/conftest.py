@@ -91,8 +91,8 @@ def leftovers_in(root: Path) -> list[str]:
                 continue
             if stat.S_ISSOCK(mode) or stat.S_ISFIFO(mode):
                 left.append(f"ipc file {path}")
-        if Path(folder) == root:
-            left.extend(f"run folder {Path(folder, d)}" for d in dirs)
+        if Path(folder) == root:  # .cache: topo validate's answers, not a run
+            left.extend(f"run folder {Path(folder, d)}" for d in dirs if d != ".cache")
     return left
 
 

@@ -49,7 +49,7 @@ def all_runs() -> list[Run]:
     except OSError:
         return []
     return [Run(e.name, Path(e.path), read_state(Path(e.path)))
-            for e in entries if e.is_dir(follow_symlinks=False)]
+            for e in entries if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
 
 
 def find_run(target: str | None) -> Run:

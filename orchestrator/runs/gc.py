@@ -22,7 +22,9 @@ def gc(state_root: Path) -> list[str]:
     """
     said: list[str] = []
     try:
-        folders = sorted(p for p in Path(state_root).iterdir() if p.is_dir())
+        # a dot folder is not a run (.cache holds `topo validate`'s answers)
+        folders = sorted(p for p in Path(state_root).iterdir()
+                         if p.is_dir() and not p.name.startswith("."))
     except OSError:
         return said
     for folder in folders:

@@ -43,10 +43,11 @@ def load_or_raise(path: str | os.PathLike[str], environ: Mapping[str, str] | Non
     return loaded
 
 
-def run_validate(files: Sequence[str], *, strict: bool = False, fmt: str = "text") -> int:
+def run_validate(files: Sequence[str], *, strict: bool = False, fmt: str = "text",
+                 environ: Mapping[str, str] | None = None) -> int:
     all_diags: list[Diagnostic] = []
     for f in files:
-        all_diags.extend(validate_file(f).diagnostics)
+        all_diags.extend(validate_file(f, environ).diagnostics)
     if fmt == "json":
         print(to_json(all_diags))
     else:

@@ -9,6 +9,7 @@ merged values are substituted too. ``yamltext`` collects both lists as it reads.
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,12 +24,16 @@ Fixup = tuple[Any, Any, str, bool, Position]
 Merge = tuple[dict[Any, Any], list[Any]]
 
 
-def known_variables(root: Any, environ: Mapping[str, str]) -> dict[str, str]:
-    """What ``${NAME}`` can stand for: the file's ``vars:`` under the environment."""
+def known_variables(root: Any, environ: Mapping[str, str]) -> Mapping[str, str]:
+    """What ``${NAME}`` can stand for: the file's ``vars:`` under the environment.
+
+    A view, not a copy: only the names the file uses are looked up in the environment
+    (which is how the validation cache knows what an answer depends on, spec/cache.py).
+    """
     raw_vars = root.get("vars") if isinstance(root, dict) else None
     found = {str(k): _var_text(v) for k, v in raw_vars.items()} \
         if isinstance(raw_vars, dict) else {}
-    return {**found, **environ}
+    return ChainMap(environ, found)  # type: ignore[arg-type]
 
 
 def substitute(fixups: list[Fixup], variables: Mapping[str, str], diags: list[Diagnostic],
