@@ -1,11 +1,14 @@
-"""The validation cache: `topo validate` of files it has seen, unchanged, answers at once.
+"""The caches of `topo validate` and `topo up`: a file seen before, unchanged, at once.
 
 Checking a file costs the import of the model and pydantic (~170 ms); telling the
-same answer again costs reading one small file. An entry is keyed by everything
-the answer depends on, and an entry that does not match is ignored, never trusted:
+same answer again, or handing the supervisor the same plan, costs reading one small
+file. ``ValidateCache`` keeps `topo validate`'s answers, ``PlanCache`` the plans of
+`topo up`. An entry is keyed by everything the answer depends on, and an entry that
+does not match is ignored, never trusted:
 
-- the command: each file as given and a hash of its bytes, ``--strict``, ``--format``,
-  the current folder;
+- the command: each file as given (and its real path) and a hash of its bytes, the
+  options (``--strict``, ``--format``; the run id and ``--exit-code-from``), the
+  current folder;
 - the code that answers: every ``.py`` file of this package (path, size, mtime),
   the installed pyzmq, pydantic, pydantic-core, PyYAML and topo (their
   ``*.dist-info`` names and RECORD files), the Python executable and its version;
@@ -89,68 +92,36 @@ class Tee(io.TextIOBase):
         self.stream.flush()
 
 
-class ValidateCache:
-    """One `topo validate` command's entry: ``replay()`` it, or ``record()`` and keep it."""
+class _Entry:
+    """One cache file: read only when it is a private regular file of ours, of this
+    version's shape and key, whose recorded variables still have their values."""
+
+    prefix = ""
 
     def __init__(self, key: str, folder: Path, environ: Mapping[str, str]) -> None:
         self.key = key
         self.folder = folder
-        self.path = folder / f"validate-{key[:32]}.json"
+        self.path = folder / f"{self.prefix}{key[:32]}.json"
         self.environ = environ
 
     @classmethod
-    def for_command(cls, files: Sequence[str], *, strict: bool, fmt: str,
-                    environ: Mapping[str, str] | None = None) -> ValidateCache | None:
-        """The entry of this command, or None when it cannot be cached (a file that
-        cannot be read: the check itself says so)."""
+    def _keyed(cls, files: Sequence[str], options: Sequence[str],
+               environ: Mapping[str, str] | None) -> Any:
+        """The entry for ``files`` (their bytes hashed) and ``options``; None when a file
+        cannot be read (the command itself says so)."""
         env = os.environ if environ is None else environ
-        parts = [str(_FORMAT), sys.executable, sys.version, str(os.getuid()), os.getcwd(),
-                 str(strict), fmt]
+        parts = [str(_FORMAT), cls.prefix, sys.executable, sys.version, str(os.getuid()),
+                 os.getcwd(), *options]
         try:
             for f in files:
                 with open(f, "rb") as fh:
-                    parts += [f, hashlib.sha256(fh.read()).hexdigest()]
+                    parts += [f, os.path.realpath(f), hashlib.sha256(fh.read()).hexdigest()]
         except OSError:
             return None
         parts += [_code(), _kernel()]
         key = hashlib.sha256("\0".join(parts).encode()).hexdigest()
         return cls(key, paths.state_root(env) / CACHE_DIR, env)
 
-    def replay(self) -> int | None:
-        """Write the kept answer and return its exit status; None when there is none to trust."""
-        entry = self._read()
-        if entry is None:
-            return None
-        sys.stdout.write(entry["out"])
-        sys.stdout.flush()
-        sys.stderr.write(entry["err"])
-        return int(entry["code"])
-
-    @contextlib.contextmanager
-    def record(self) -> Iterator[RecordingEnviron]:
-        """Around the real check: its environment, its output copied; ``keep(code)`` after."""
-        recording = RecordingEnviron(self.environ)
-        out, err = Tee(sys.stdout), Tee(sys.stderr)
-        saved = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = out, err
-        try:
-            yield recording
-        finally:
-            sys.stdout, sys.stderr = saved
-        self._recorded = recording, out.copy.getvalue(), err.copy.getvalue()
-
-    def keep(self, code: int) -> None:
-        """Store what ``record`` saw (never fails the command: a cache that cannot be
-        written is only slower next time)."""
-        recording, out, err = self._recorded
-        if recording.listed:
-            return
-        entry = {"format": _FORMAT, "key": self.key, "env": recording.read, "out": out,
-                 "err": err, "code": code}
-        with contextlib.suppress(OSError):
-            self._write(json.dumps(entry))
-
-    # -- the files ------------------------------------------------------------------------------
     def _read(self) -> dict[str, Any] | None:
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -171,8 +142,17 @@ class ValidateCache:
             return None
         for name, value in entry["env"].items():
             if self.environ.get(name) != value:
-                return None  # a variable the check read has changed
+                return None  # a variable the command read has changed
         return dict(entry)
+
+    def _keep(self, recording: RecordingEnviron, fields: dict[str, Any]) -> None:
+        """Store an entry (never fails the command: a cache that cannot be written is
+        only slower next time)."""
+        if recording.listed:
+            return
+        entry = {"format": _FORMAT, "key": self.key, "env": recording.read, **fields}
+        with contextlib.suppress(OSError, TypeError, ValueError):
+            self._write(json.dumps(entry))
 
     def _write(self, text: str) -> None:
         root = self.folder.parent  # the state folder, private as `topo up` makes it
@@ -193,7 +173,81 @@ class ValidateCache:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        _trim(self.folder)
+        _trim(self.folder, self.prefix)
+
+
+class ValidateCache(_Entry):
+    """One `topo validate` command's entry: ``replay()`` it, or ``record()`` and ``keep()``."""
+
+    prefix = "validate-"
+
+    @classmethod
+    def for_command(cls, files: Sequence[str], *, strict: bool, fmt: str,
+                    environ: Mapping[str, str] | None = None) -> ValidateCache | None:
+        """The entry of this command, or None when it cannot be cached."""
+        entry: ValidateCache | None = cls._keyed(files, [str(strict), fmt], environ)
+        return entry
+
+    def replay(self) -> int | None:
+        """Write the kept answer and return its exit status; None when there is none to trust."""
+        entry = self._read()
+        if entry is None or not isinstance(entry.get("out"), str) \
+                or not isinstance(entry.get("err"), str) or type(entry.get("code")) is not int:
+            return None
+        sys.stdout.write(entry["out"])
+        sys.stdout.flush()
+        sys.stderr.write(entry["err"])
+        return int(entry["code"])
+
+    @contextlib.contextmanager
+    def record(self) -> Iterator[RecordingEnviron]:
+        """Around the real check: its environment, its output copied; ``keep(code)`` after."""
+        recording = RecordingEnviron(self.environ)
+        out, err = Tee(sys.stdout), Tee(sys.stderr)
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = out, err
+        try:
+            yield recording
+        finally:
+            sys.stdout, sys.stderr = saved
+        self._recorded = recording, out.copy.getvalue(), err.copy.getvalue()
+
+    def keep(self, code: int) -> None:
+        recording, out, err = self._recorded
+        self._keep(recording, {"out": out, "err": err, "code": code})
+
+
+class PlanCache(_Entry):
+    """The plan `topo up FILE` made before, when nothing it depends on has changed.
+
+    Only plans that are the same each time are kept: none that picked a free port
+    (``tcp://host:*``) or made CURVE keys, and no ``--group``, ``--keys`` or ``--allow``
+    run. ``plan()`` gives the kept plan and the warnings the file had, or None.
+    """
+
+    prefix = "plan-"
+
+    @classmethod
+    def for_up(cls, file: str, *, run_id: str | None, exit_code_from: str | None,
+               environ: Mapping[str, str] | None = None) -> PlanCache | None:
+        entry: PlanCache | None = cls._keyed(
+            [file], [str(run_id), str(exit_code_from)], environ)
+        return entry
+
+    def plan(self) -> tuple[dict[str, Any], bytes] | None:
+        """(the plan as ``Plan.to_dict`` gave it, the warnings to show), or None."""
+        entry = self._read()
+        if entry is None or not isinstance(entry.get("plan"), dict) \
+                or not isinstance(entry.get("err"), str):
+            return None
+        return entry["plan"], entry["err"].encode()
+
+    def recording(self) -> RecordingEnviron:
+        self._recording = RecordingEnviron(self.environ)
+        return self._recording
+
+    def keep(self, plan: dict[str, Any], err: bytes) -> None:
+        self._keep(self._recording, {"plan": plan, "err": err.decode(errors="replace")})
 
 
 def _sound(entry: object) -> bool:
@@ -201,16 +255,14 @@ def _sound(entry: object) -> bool:
     if not isinstance(entry, dict) or entry.get("format") != _FORMAT:
         return False
     env = entry.get("env")
-    return (isinstance(entry.get("key"), str) and isinstance(entry.get("out"), str)
-            and isinstance(entry.get("err"), str) and type(entry.get("code")) is int
-            and isinstance(env, dict)
+    return (isinstance(entry.get("key"), str) and isinstance(env, dict)
             and all(v is None or isinstance(v, str) for v in env.values()))
 
 
-def _trim(folder: Path) -> None:
-    """At most ``KEEP`` entries: the least recently written go."""
+def _trim(folder: Path, prefix: str) -> None:
+    """At most ``KEEP`` entries of a kind: the least recently written go."""
     with contextlib.suppress(OSError):
-        entries = [e for e in os.scandir(folder) if e.name.startswith("validate-")]
+        entries = [e for e in os.scandir(folder) if e.name.startswith(prefix)]
         if len(entries) <= KEEP:
             return
         entries.sort(key=lambda e: e.stat(follow_symlinks=False).st_mtime_ns)

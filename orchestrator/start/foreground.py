@@ -10,17 +10,22 @@ raise ``InvalidTopology`` (exit 1) before anything starts; an unknown
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, BinaryIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
-from orchestrator.start.prepare import group_choice, prepare
+from orchestrator import paths
+from orchestrator.plan import Plan
+from orchestrator.runs.folder import create_run_dir
 from orchestrator.supervisor.lean import exec_launch
-from orchestrator.supervisor.run import Hooks, run_plan
-from orchestrator.supervisor.supervisor import Replica, Supervisor
 
 if TYPE_CHECKING:
     import argparse
+
+    from orchestrator.supervisor.supervisor import Replica, Supervisor
 
 
 def up_from_cli(args: argparse.Namespace) -> int:
@@ -32,8 +37,7 @@ def up_from_cli(args: argparse.Namespace) -> int:
     process execs ``orchestrator.supervisor.lean``, keeping its pid (the state file
     already names it), its terminal and its environment.
     """
-    plan = prepare(args.file, run_id=args.run_id, exit_code_from=args.exit_code_from,
-                   allow=args.allow, group=group_choice(args), keys=args.keys)
+    plan = _plan(args)
     settings = {
         "timeout": args.timeout, "exit_code_from": args.exit_code_from,
         "abort_on_failure": args.abort_on_failure, "no_color": args.no_color,
@@ -41,6 +45,78 @@ def up_from_cli(args: argparse.Namespace) -> int:
         "ready_file": args.ready_file,
     }
     return exec_launch(plan, settings)
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    """The run's plan: the one made before when nothing it depends on has changed
+    (``spec/cache.py``: then neither the checks nor pydantic are loaded), else made now."""
+    # deferred: the cache only for `topo up FILE`
+    from orchestrator.spec.cache import PlanCache
+
+    cache = None
+    if (args.group is None and args.replica is None and not args.resolve and not args.allow
+            and args.keys is None):
+        cache = PlanCache.for_up(args.file, run_id=args.run_id,
+                                 exit_code_from=args.exit_code_from)
+    if cache is not None:
+        plan = _kept(cache)
+        if plan is not None:
+            return plan
+    # deferred: the model and pydantic, only when the file is checked and planned
+    from orchestrator.spec.run_endpoints import free_tcp_port
+    from orchestrator.start.prepare import group_choice, prepare
+
+    if cache is None:
+        return prepare(args.file, run_id=args.run_id, exit_code_from=args.exit_code_from,
+                       allow=args.allow, group=group_choice(args), keys=args.keys)
+    ports: list[int] = []
+
+    def allocate(host: str) -> int:  # a plan that picked a port is not the same next time
+        ports.append(free_tcp_port(host))
+        return ports[-1]
+
+    err = _BytesTee(sys.stderr.buffer)
+    plan = prepare(args.file, run_id=args.run_id, exit_code_from=args.exit_code_from,
+                   environ=cache.recording(), err=cast("BinaryIO", err), allocate_port=allocate)
+    if not ports and not plan.curve:
+        cache.keep(plan.to_dict(), err.copy.getvalue())
+    return plan
+
+
+def _kept(cache: Any) -> Plan | None:
+    """The kept plan, its warnings shown and its run folder claimed, as ``prepare`` does."""
+    hit = cache.plan()
+    if hit is None:
+        return None
+    doc, warnings = hit
+    try:
+        plan = Plan.from_dict(doc)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None  # not a plan this version makes: made anew
+    if plan.run_dir != str(paths.run_dir(plan.run_id)) or plan.curve:
+        return None
+    sys.stderr.buffer.write(warnings)
+    sys.stderr.buffer.flush()
+    create_run_dir(Path(plan.run_dir))
+    return plan
+
+
+class _BytesTee(io.RawIOBase):
+    """Writes through to ``stream`` and keeps a copy (the warnings ``prepare`` shows)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.copy = io.BytesIO()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.copy.write(data)
+        return self.stream.write(data)
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def run_file(
@@ -71,6 +147,10 @@ def run_file(
     ends). ``json_events``: stdout carries one JSON event per line
     (``output.JsonPrinter``).
     """
+    # deferred: the model and pydantic; the supervisor (`topo up` execs a lean one)
+    from orchestrator.start.prepare import prepare
+    from orchestrator.supervisor.run import Hooks, run_plan
+
     plan = prepare(file, run_id=run_id, exit_code_from=exit_code_from, environ=environ, err=err)
     return run_plan(
         plan, timeout=timeout, exit_code_from=exit_code_from, abort_on_failure=abort_on_failure,

@@ -50,6 +50,7 @@ def prepare(
     group: GroupChoice | None = None,
     keys: str | os.PathLike[str] | None = None,
     loaded: Loaded | None = None,
+    allocate_port: Callable[[str], int] | None = None,
 ) -> Plan:
     """Validate ``file``, claim its run folder and resolve its plan; nothing is started yet.
 
@@ -63,7 +64,8 @@ def prepare(
     holding every node's key files, made before (``topo keys --make``); the run then makes
     none (``topo up --keys``, what the groups of an exported run share). ``loaded``: the
     file validated already (by the `topo` that forked this process), so it is not read and
-    checked twice; its diagnostics were shown.
+    checked twice; its diagnostics were shown. ``allocate_port(host)``: picks the free
+    port of a ``tcp://host:*`` bind (``run_endpoints.free_tcp_port`` by default).
     """
 
     env = os.environ if environ is None else environ
@@ -110,7 +112,8 @@ def prepare(
             made = _make_keys(run_dir, topology.nodes)
         return plan_run(topology, Path(file).resolve(), run_id, run_dir, environ=env,
                         curve_keys=made, allow=outside, group=part,
-                        keys_dir=os.path.abspath(keys) if keys is not None else None)
+                        keys_dir=os.path.abspath(keys) if keys is not None else None,
+                        **({} if allocate_port is None else {"allocate_port": allocate_port}))
     except BaseException:
         remove_run_dir(run_dir)
         raise

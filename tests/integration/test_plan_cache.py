@@ -1,0 +1,137 @@
+"""`topo up FILE` of a file planned before, unchanged: the kept plan (orchestrator/spec/cache.py),
+without loading the checks, and only when the plan is the same each time.
+
+Every test starts real runs and checks with ``no_leftovers`` that nothing is left.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import Leftovers
+from tests.integration.test_detached import topo
+from tests.integration.test_up import REPO, topology
+
+HELLO = """
+    nodes:
+      a:
+        run: tests.nodes.funcs:ok
+        replicas: 2
+        env: {GREETING: "${GREETING:-hi}"}
+        sockets:
+          out: {type: PUSH, bind: "ipc://a-out"}
+"""
+
+
+def imported(stderr: str) -> set[str]:
+    return {line.rsplit("|", 1)[1].strip() for line in stderr.splitlines()
+            if line.startswith("import time:")}
+
+
+def said(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if not line.startswith("import time:")]
+
+
+def hellos(stdout: str) -> list[str]:
+    return sorted(" ".join(line.split()) for line in stdout.splitlines())
+
+
+def plans(root: Path) -> list[Path]:
+    return sorted((root / ".cache").glob("plan-*.json"))
+
+
+def test_a_file_planned_before_starts_from_its_kept_plan(
+        tmp_path: Path, no_leftovers: Leftovers) -> None:
+    path = topology(tmp_path, HELLO)
+    env = no_leftovers.env()
+    runs = [topo(env, "up", str(path), timeout=60) for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+        assert hellos(r.stdout) == ["a.0 | hello from a.0", "a.1 | hello from a.1"]
+    # the warning (a PUSH nobody pulls from) is shown both times
+    assert all(any("W205" in line for line in said(r.stderr)) for r in runs)
+    [entry] = plans(no_leftovers.root)
+    assert oct(entry.stat().st_mode & 0o777) == "0o600"
+    # the second time, neither the checks nor pydantic were loaded
+    warm = subprocess.run([sys.executable, "-X", "importtime", "-m", "orchestrator", "up",
+                           str(path)], env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert warm.returncode == 0, warm.stderr
+    assert "pydantic" not in imported(warm.stderr)
+    assert "orchestrator.spec.model" not in imported(warm.stderr)
+
+
+def test_a_variable_the_plan_read_changes_it(tmp_path: Path, no_leftovers: Leftovers) -> None:
+    path = topology(tmp_path, HELLO.replace("run: tests.nodes.funcs:ok",
+                                            "command: [sh, -c, 'echo $GREETING']"))
+    env = no_leftovers.env()
+    assert topo(env, "up", str(path)).stdout.count("| hi") == 2
+    assert topo(env, "up", str(path)).stdout.count("| hi") == 2  # from the kept plan
+    assert topo({**env, "GREETING": "hello"}, "up", str(path)).stdout.count("| hello") == 2
+    assert topo(env, "up", str(path)).stdout.count("| hi") == 2
+
+
+def test_plans_that_differ_each_time_are_not_kept(tmp_path: Path,
+                                                  no_leftovers: Leftovers) -> None:
+    ports = topology(tmp_path, """
+        nodes:
+          a:
+            run: tests.nodes.funcs:ok
+            sockets:
+              out: {type: PUSH, bind: "tcp://127.0.0.1:*"}
+    """, name="ports")
+    curve = topology(tmp_path, """
+        security: {curve: true}
+        nodes:
+          a:
+            run: tests.nodes.funcs:ok
+            sockets:
+              out: {type: PUSH, bind: "ipc://a-out"}
+    """, name="curve")
+    env = no_leftovers.env()
+    for path in (ports, curve, ports, curve):
+        result = topo(env, "up", str(path), timeout=60)
+        assert result.returncode == 0, result.stderr
+    assert plans(no_leftovers.root) == []
+
+
+def test_a_kept_plan_still_finds_its_run_alive(tmp_path: Path, no_leftovers: Leftovers) -> None:
+    path = topology(tmp_path, """
+        nodes:
+          a:
+            run: tests.nodes.funcs:serve
+    """, name="alive")
+    env = no_leftovers.env()
+    assert topo(env, "up", str(path), "--timeout", "0.2").returncode == 124  # plan kept
+    assert plans(no_leftovers.root)
+    first = subprocess.Popen([sys.executable, "-m", "orchestrator", "up", str(path)], env=env,
+                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        assert first.stdout is not None and "serving" in first.stdout.readline()
+        second = topo(env, "up", str(path))
+        assert second.returncode == 1
+        assert "run alive is alive: its supervisor" in second.stderr, second.stderr
+    finally:
+        first.terminate()
+        first.communicate(timeout=30)
+    assert first.returncode == 143  # stopped by SIGTERM (docs/reference.md#exit-codes)
+
+
+def test_a_kept_plan_that_cannot_be_trusted_is_made_anew(
+        tmp_path: Path, no_leftovers: Leftovers) -> None:
+    path = topology(tmp_path, HELLO)
+    env = no_leftovers.env()
+    assert topo(env, "up", str(path)).returncode == 0
+    [entry] = plans(no_leftovers.root)
+    doc = json.loads(entry.read_text())
+    for damage in ({**doc, "plan": {"run_id": "t"}},  # not a plan: made anew
+                   {**doc, "plan": {**doc["plan"], "run_dir": "/elsewhere/t"}}):
+        entry.write_text(json.dumps(damage))
+        result = topo(env, "up", str(path))
+        assert result.returncode == 0, result.stderr
+        assert hellos(result.stdout) == ["a.0 | hello from a.0", "a.1 | hello from a.1"]
+        assert json.loads(entry.read_text())["plan"] == doc["plan"]  # written anew
