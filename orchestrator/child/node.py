@@ -95,6 +95,7 @@ class Node:
         self.curve: Curve | None = None  # the node's CURVE, when its plan uses CURVE
         self.watch: Watch | None = None  # its watching thread (a forked run or role node)
         self.closed = False
+        self.pid = os.getpid()  # the process whose sockets these are
 
     @property
     def log(self) -> logging.Logger:
@@ -123,8 +124,8 @@ class Node:
         the exit instead of being woken and joined (a quarter of a node's stop time).
         A second call does nothing.
         """
-        if self.closed:
-            return
+        if self.closed or os.getpid() != self.pid:
+            return  # closed already, or the exit of a process the node forked (atexit)
         self.closed = True
         atexit.unregister(self.close)  # from_env's, once closed by the program itself
         if self._unwatch is not None:
@@ -238,6 +239,8 @@ def _end_not_unwound(node: Node) -> None:
     runs then, but atexit functions do, the last registered first: this one ends
     the process before any the supervisor registered could run in the child.
     """
+    if os.getpid() != node.pid:
+        return  # a process the node forked: its exit is its own
     try:
         _end(node)
         _flush()

@@ -103,6 +103,8 @@ class _Entry:
         self.folder = folder
         self.path = folder / f"{self.prefix}{key[:32]}.json"
         self.environ = environ
+        self.files: list[str] = []
+        self.hashes: list[str] | None = []
 
     @classmethod
     def _keyed(cls, files: Sequence[str], options: Sequence[str],
@@ -112,15 +114,16 @@ class _Entry:
         env = os.environ if environ is None else environ
         parts = [str(_FORMAT), cls.prefix, sys.executable, sys.version, str(os.getuid()),
                  os.getcwd(), *options]
-        try:
-            for f in files:
-                with open(f, "rb") as fh:
-                    parts += [f, os.path.realpath(f), hashlib.sha256(fh.read()).hexdigest()]
-        except OSError:
+        hashes = _hashes(files)
+        if hashes is None:
             return None
+        for f, h in zip(files, hashes, strict=True):
+            parts += [f, os.path.realpath(f), h]
         parts += [_code(), _kernel()]
         key = hashlib.sha256("\0".join(parts).encode()).hexdigest()
-        return cls(key, paths.state_root(env) / CACHE_DIR, env)
+        entry = cls(key, paths.state_root(env) / CACHE_DIR, env)
+        entry.files, entry.hashes = list(files), hashes
+        return entry
 
     def _read(self) -> dict[str, Any] | None:
         try:
@@ -148,8 +151,8 @@ class _Entry:
     def _keep(self, recording: RecordingEnviron, fields: dict[str, Any]) -> None:
         """Store an entry (never fails the command: a cache that cannot be written is
         only slower next time)."""
-        if recording.listed:
-            return
+        if recording.listed or _hashes(self.files) != self.hashes:
+            return  # it read more than the key knows, or a file changed while it was checked
         entry = {"format": _FORMAT, "key": self.key, "env": recording.read, **fields}
         with contextlib.suppress(OSError, TypeError, ValueError):
             self._write(json.dumps(entry))
@@ -231,7 +234,7 @@ class PlanCache(_Entry):
     def for_up(cls, file: str, *, run_id: str | None, exit_code_from: str | None,
                environ: Mapping[str, str] | None = None) -> PlanCache | None:
         entry: PlanCache | None = cls._keyed(
-            [file], [str(run_id), str(exit_code_from)], environ)
+            [file], [json.dumps([run_id, exit_code_from])], environ)
         return entry
 
     def plan(self) -> tuple[dict[str, Any], bytes] | None:
@@ -248,6 +251,24 @@ class PlanCache(_Entry):
 
     def keep(self, plan: dict[str, Any], err: bytes) -> None:
         self._keep(self._recording, {"plan": plan, "err": err.decode(errors="replace")})
+
+
+def _hashes(files: Sequence[str]) -> list[str] | None:
+    try:
+        out = []
+        for f in files:
+            with open(f, "rb") as fh:
+                out.append(hashlib.sha256(fh.read()).hexdigest())
+        return out
+    except OSError:
+        return None
+
+
+def reads_files(environ: Mapping[str, str]) -> None:
+    """The check or plan read files beyond the topology (``security.allow`` keys): an
+    answer that depends on them is not kept."""
+    if isinstance(environ, RecordingEnviron):
+        environ.listed = True
 
 
 def _sound(entry: object) -> bool:

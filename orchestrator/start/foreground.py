@@ -93,7 +93,7 @@ def _kept(cache: Any) -> Plan | None:
         plan = Plan.from_dict(doc)
     except (KeyError, TypeError, ValueError, AttributeError):
         return None  # not a plan this version makes: made anew
-    if plan.run_dir != str(paths.run_dir(plan.run_id)) or plan.curve:
+    if plan.run_dir != os.path.abspath(paths.run_dir(plan.run_id)) or plan.curve:
         return None
     sys.stderr.buffer.write(warnings)
     sys.stderr.buffer.flush()

@@ -217,3 +217,35 @@ def test_the_recording_environ_notes_every_name_looked_up(env: dict[str, str],
     assert rec.read == {n: env.get(n) for n in names}
     assert not rec.listed
     assert dict(rec) == env and rec.listed
+
+
+def test_an_answer_that_read_key_files_is_not_kept(
+        state: Path, tmp_path: Path, checks: Checks, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "t.yaml"
+    f.write_text(TEXT + "security: {allow: [client.key]}\n")
+    assert validate(capsys, str(f))[0] == 1  # E133: no such key file
+    assert entries(state) == []  # the key file may appear without the topology changing
+
+
+def test_a_run_id_none_is_not_the_default_run_id(tmp_path: Path, state: Path) -> None:
+    f = tmp_path / "t.yaml"
+    f.write_text(TEXT)
+    keys = {cache.PlanCache.for_up(str(f), run_id=r, exit_code_from=e).key  # type: ignore[union-attr]
+            for r, e in ((None, None), ("None", None), (None, "None"))}
+    assert len(keys) == 3
+
+
+def test_an_answer_whose_file_changed_while_it_was_checked_is_not_kept(
+        state: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    f = tmp_path / "t.yaml"
+    f.write_text(TEXT)
+    real = validate_module.run_validate
+
+    def edited_meanwhile(*args: Any, **kwargs: Any) -> int:
+        f.write_text(TEXT.replace("PUSH", "PUSHY"))  # what the check reads is not what was keyed
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(validate_module, "run_validate", edited_meanwhile)
+    validate(capsys, str(f))
+    assert entries(state) == []

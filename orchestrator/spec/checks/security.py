@@ -21,6 +21,7 @@ from pathlib import Path
 import zmq
 
 from orchestrator.certs import KeyFileError, read_public
+from orchestrator.spec.cache import reads_files
 from orchestrator.spec.checks.context import Context
 from orchestrator.spec.checks.links import endpoint_path
 from orchestrator.spec.links import Bound, Link
@@ -64,6 +65,8 @@ def _check_allow(ctx: Context) -> None:
                  "curve: true: no socket checks client keys", "set `security: {curve: true}`, "
                  "or remove `allow:`", key=True)
     base = Path(ctx.source.file).parent
+    if allow:
+        reads_files(ctx.environ)  # the key files can change without the topology changing
     for i, entry in enumerate(allow):
         try:
             read_public(base / entry)
