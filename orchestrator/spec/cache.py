@@ -35,7 +35,7 @@ import stat
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from orchestrator import paths
 
@@ -78,15 +78,15 @@ class RecordingEnviron(Mapping[str, str]):
 
 
 class Tee(io.TextIOBase):
-    """Writes through to ``stream`` and keeps a copy."""
+    """Writes through to ``stream`` and keeps a copy (text, or bytes for a binary stream)."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO | BinaryIO, *, binary: bool = False) -> None:
         self.stream = stream
-        self.copy = io.StringIO()
+        self.copy: Any = io.BytesIO() if binary else io.StringIO()
 
-    def write(self, text: str) -> int:
-        self.copy.write(text)
-        return self.stream.write(text)
+    def write(self, data: Any) -> int:
+        self.copy.write(data)
+        return self.stream.write(data)
 
     def flush(self) -> None:
         self.stream.flush()

@@ -10,12 +10,11 @@ raise ``InvalidTopology`` (exit 1) before anything starts; an unknown
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from orchestrator import paths
 from orchestrator.plan import Plan
@@ -25,6 +24,7 @@ from orchestrator.supervisor.lean import exec_launch
 if TYPE_CHECKING:
     import argparse
 
+    from orchestrator.spec.cache import PlanCache
     from orchestrator.supervisor.supervisor import Replica, Supervisor
 
 
@@ -51,7 +51,7 @@ def _plan(args: argparse.Namespace) -> Plan:
     """The run's plan: the one made before when nothing it depends on has changed
     (``spec/cache.py``: then neither the checks nor pydantic are loaded), else made now."""
     # deferred: the cache only for `topo up FILE`
-    from orchestrator.spec.cache import PlanCache
+    from orchestrator.spec.cache import PlanCache, Tee
 
     cache = None
     if (args.group is None and args.replica is None and not args.resolve and not args.allow
@@ -75,7 +75,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         ports.append(free_tcp_port(host))
         return ports[-1]
 
-    err = _BytesTee(sys.stderr.buffer)
+    err = Tee(sys.stderr.buffer, binary=True)
     plan = prepare(args.file, run_id=args.run_id, exit_code_from=args.exit_code_from,
                    environ=cache.recording(), err=cast("BinaryIO", err), allocate_port=allocate)
     if not ports and not plan.curve:
@@ -83,7 +83,7 @@ def _plan(args: argparse.Namespace) -> Plan:
     return plan
 
 
-def _kept(cache: Any) -> Plan | None:
+def _kept(cache: PlanCache) -> Plan | None:
     """The kept plan, its warnings shown and its run folder claimed, as ``prepare`` does."""
     hit = cache.plan()
     if hit is None:
@@ -99,24 +99,6 @@ def _kept(cache: Any) -> Plan | None:
     sys.stderr.buffer.flush()
     create_run_dir(Path(plan.run_dir))
     return plan
-
-
-class _BytesTee(io.RawIOBase):
-    """Writes through to ``stream`` and keeps a copy (the warnings ``prepare`` shows)."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self.stream = stream
-        self.copy = io.BytesIO()
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        self.copy.write(data)
-        return self.stream.write(data)
-
-    def flush(self) -> None:
-        self.stream.flush()
 
 
 def run_file(

@@ -9,13 +9,12 @@ node process while the run lasts (``StateFile``).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import stat
 import time
 from pathlib import Path
 from typing import Any
 
+from orchestrator.child.sockets import unlink_ipc
 from orchestrator.ipc.resources import Record, Resources, create_all
 from orchestrator.plan import Plan
 from orchestrator.runs.control import ControlServer
@@ -108,11 +107,8 @@ def _remove_tap_socket(run_dir: str, endpoint: str) -> None:
     path = endpoint.removeprefix("ipc://")
     if path == endpoint or os.path.realpath(os.path.dirname(path)) != os.path.realpath(run_dir):
         return
-    if not os.path.basename(path).startswith("tap-"):
-        return
-    with contextlib.suppress(OSError):
-        if stat.S_ISSOCK(os.lstat(path).st_mode):
-            os.unlink(path)
+    if os.path.basename(path).startswith("tap-"):
+        unlink_ipc([endpoint])  # only a socket file, as a node removes its own
 
 
 def serve_control(run_dir: str, sup: Supervisor, state: StateFile,
