@@ -5,7 +5,7 @@ Layout (docs/reference.md#runs)::
     <run_dir>/            0700
         state.json        the supervisor's state, replaced atomically
         logs/<node>.<replica>.log
-        spec/<node>.<replica>.json   TOPO_SPEC of each replica
+        spec/<node>.<replica>.json   TOPO_SPEC of each command replica
         <relative ipc endpoints>
 
 The state file is the supervisor's to fill. This module reads only a few keys
@@ -126,8 +126,10 @@ def recorded_pids(state: dict[str, Any]) -> Iterator[tuple[int, int | None]]:
 
 
 def write_specs(plan: Plan) -> None:
-    """Write each replica's TOPO_SPEC file: the run's facts and the replica's resolved plan."""
+    """Write each command replica's TOPO_SPEC file: the run's facts and its resolved plan."""
     for replica in plan.replicas:
+        if not replica.spec_path:
+            continue  # a forked node: its plan is in memory
         doc = {
             "run_id": plan.run_id,
             "run_dir": plan.run_dir,

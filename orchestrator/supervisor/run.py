@@ -116,6 +116,7 @@ def _supervise(
         state.base["stop_budget"] = sup.shutdown.budget()
 
         def run_ready() -> None:
+            state.flush(force=True)  # what `topo up -d` returns on, every pid in it
             printer.record("run_ready", run_id=plan.run_id)
             if hooks.ready_file is not None:
                 _touch(hooks.ready_file)

@@ -195,6 +195,9 @@ def test_replica_fields_env_and_paths() -> None:
     assert sub.kind == "run" and sub.run == "pkg.mod:main"
     assert cli.log_path == f"{RUN_DIR}/logs/cli.0.log"
     assert cli.spec_path == f"{RUN_DIR}/spec/cli.0.json"
+    # A forked node has its plan in memory: no spec file is written for it.
+    assert tick.spec_path == sub.spec_path == ""
+    assert "TOPO_SPEC" not in tick.env and "TOPO_SPEC" not in sub.env
     assert cli.env == {
         "GREETING": "hello",
         "TOPO_RUN": "app", "TOPO_NODE": "cli", "TOPO_REPLICA": "0", "TOPO_RUN_DIR": str(RUN_DIR),
