@@ -159,7 +159,7 @@ class Node:
         """Handle the stop signal from now on: set ``stopping``, interrupt while armed."""
         signal.signal(signum, self._on_stop)
         self._armed = True
-        self._unwatch = watch_stop(self.stopping, signum)
+        self._unwatch = watch_stop(self.stopping, signum, self.watch)
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         set_from_handler(self.stopping)

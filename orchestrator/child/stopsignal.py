@@ -8,9 +8,12 @@ and, while the node function runs, raises ``SystemExit`` (``node.py``).
 from __future__ import annotations
 
 import os
+import select
 import signal
 import threading
+import time
 from collections.abc import Callable
+from typing import Protocol
 
 _REDELIVER_FIRST = 0.002  # seconds the handler gets before the stop signal is sent again
 _REDELIVER_MAX = 0.1
@@ -33,15 +36,66 @@ def set_from_handler(event: threading.Event) -> None:
         threading.Thread(target=event.set, daemon=True).start()
 
 
-def watch_stop(stopping: threading.Event, signum: int) -> Callable[[], None] | None:
+class Redeliver:
+    """The stop signal's wake-up pipe, and sending the signal to the main thread again.
+
+    Read by a thread other than the main one: the node's ``Watch`` thread when it has
+    one (``readable`` and ``tick`` from its poll loop), else a ``topo-stop`` thread of
+    its own. A thread costs a forked node about a millisecond: one per node, not two.
+    """
+
+    def __init__(self, stopping: threading.Event, signum: int, fd: int) -> None:
+        self.stopping = stopping
+        self.signum = signum
+        self.fd = fd  # the read end; closed by whoever reads it, at its EOF
+        self.main = threading.get_ident()
+        self._delay = _REDELIVER_FIRST
+        self._at: float | None = None  # monotonic time of the next redelivery
+
+    def readable(self) -> bool:
+        """Read the wake-up bytes; False at EOF (``unwatch`` was called)."""
+        data = os.read(self.fd, 64)
+        if data and self.signum in data and self._at is None:
+            self._delay = _REDELIVER_FIRST
+            self._at = time.monotonic() + self._delay
+        return bool(data)
+
+    def next_due(self) -> float | None:
+        return self._at
+
+    def tick(self) -> bool:
+        """Send the signal again if its handler has not run in time; False: nothing more to do."""
+        if self._at is None or time.monotonic() < self._at:
+            return True
+        if self.stopping.is_set():
+            self._at = None
+            return True
+        try:
+            signal.pthread_kill(self.main, self.signum)  # now it finds the main thread in poll()
+        except OSError:  # the main thread is gone: the process is ending anyway
+            self._at = None
+            return False
+        self._delay = min(self._delay * 2, _REDELIVER_MAX)
+        self._at = time.monotonic() + self._delay
+        return True
+
+
+class Reader(Protocol):
+    redeliver: Redeliver | None
+
+
+def watch_stop(stopping: threading.Event, signum: int,
+               reader: Reader | None = None) -> Callable[[], None] | None:
     """Make sure the stop handler runs even when the signal lands while libzmq is busy.
 
     CPython runs a handler only once the main thread is back in Python. A signal
     that arrives while libzmq works towards its poll() brings no EINTR, and a
     node blocked in recv (or zmq.proxy) would sit there until SIGKILL. The
     signal's wake-up byte wakes a watcher thread, which sends the signal to the
-    main thread again until the handler has run (it sets ``stopping``). Nothing is done when someone
-    else (asyncio) owns the wake-up fd: their loop wakes up on it instead.
+    main thread again until the handler has run (it sets ``stopping``). That thread
+    is ``reader``'s (it gets the ``Redeliver``) when given, else one started here.
+    Nothing is done when someone else (asyncio) owns the wake-up fd: their loop wakes
+    up on it instead.
     """
     r, w = os.pipe()
     os.set_blocking(w, False)
@@ -55,9 +109,12 @@ def watch_stop(stopping: threading.Event, signum: int) -> Callable[[], None] | N
         os.close(r)
         os.close(w)
         return None
-    main = threading.get_ident()
-    threading.Thread(target=_redeliver, args=(stopping, signum, r, main), daemon=True,
-                     name="topo-stop").start()
+    redeliver = Redeliver(stopping, signum, r)
+    if reader is not None:
+        reader.redeliver = redeliver
+    else:
+        threading.Thread(target=_redeliver, args=(redeliver,), daemon=True,
+                         name="topo-stop").start()
 
     def unwatch() -> None:
         if signal.set_wakeup_fd(-1) != w:  # someone replaced ours meanwhile: give theirs back
@@ -67,17 +124,14 @@ def watch_stop(stopping: threading.Event, signum: int) -> Callable[[], None] | N
     return unwatch
 
 
-def _redeliver(stopping: threading.Event, signum: int, r: int, main: int) -> None:
+def _redeliver(rd: Redeliver) -> None:
     try:
-        while data := os.read(r, 64):
-            if signum not in data:
-                continue
-            delay = _REDELIVER_FIRST
-            while not stopping.wait(delay):
-                try:
-                    signal.pthread_kill(main, signum)  # now it finds the main thread in poll()
-                except OSError:  # the main thread is gone: the process is ending anyway
-                    return
-                delay = min(delay * 2, _REDELIVER_MAX)
+        while True:
+            due = rd.next_due()
+            timeout = None if due is None else max(0.0, due - time.monotonic())
+            if select.select([rd.fd], [], [], timeout)[0] and not rd.readable():
+                return
+            if not rd.tick():
+                return
     finally:
-        os.close(r)
+        os.close(rd.fd)

@@ -31,6 +31,7 @@ import contextlib
 import itertools
 import json
 import os
+import signal
 import struct
 import threading
 import time
@@ -40,6 +41,7 @@ from typing import Any
 import zmq
 from zmq.backend import Socket as _Backend
 
+from orchestrator.child.stopsignal import Redeliver
 from orchestrator.plan import SocketPlan
 
 ONE = 1 << 64  # a counter holds messages * ONE + bytes
@@ -345,7 +347,10 @@ class Watch:
         self._retries: dict[tuple[str, str], int] = {}  # (socket, endpoint) -> retries so far
         self._was_connected: set[tuple[str, str]] = set()
         self._thread: threading.Thread | None = None
-        self._wake: zmq.Socket[Any] | None = None
+        self._wake: int | None = None  # the write end of the pipe that ends the thread
+        # The stop signal's wake-up pipe (``stopsignal.watch_stop``): this thread resends
+        # the signal to the main thread until its handler has run, so no other is needed.
+        self.redeliver: Redeliver | None = None
         # The proxy role: the thread's end of the steerable proxy's control socket.
         self.proxy_control: zmq.Socket[Any] | None = None
         self.proxy_peer: zmq.Socket[Any] | None = None  # the role's end
@@ -399,15 +404,9 @@ class Watch:
 
     # -- the thread -------------------------------------------------------------------------------
     def start(self) -> None:
-        address = f"inproc://topo-watch-wake.{next(_ids)}"
-        wake: zmq.Socket[Any] = self.ctx.socket(zmq.PAIR)
-        wake.linger = 0
-        wake.bind(address)
-        peer: zmq.Socket[Any] = self.ctx.socket(zmq.PAIR)
-        peer.linger = 0
-        peer.connect(address)
-        self._wake = wake
-        self._thread = threading.Thread(target=self._loop, args=(peer,), name="topo-watch",
+        # A pipe, not a pair of zmq sockets: a forked node's start is cheaper by two sockets.
+        r, self._wake = os.pipe()
+        self._thread = threading.Thread(target=self._loop, args=(r,), name="topo-watch",
                                         daemon=True)
         self._thread.start()
 
@@ -415,16 +414,19 @@ class Watch:
         thread, wake = self._thread, self._wake
         self._thread = self._wake = None
         if wake is not None:
-            with contextlib.suppress(zmq.ZMQError):
-                wake.send(b"", zmq.NOBLOCK)
+            with contextlib.suppress(OSError):
+                os.write(wake, b"x")
         if thread is not None:
             thread.join(timeout)
         if wake is not None:
-            wake.close(linger=0)
+            os.close(wake)
         if thread is None:
             self._close_own()
 
     def _close_own(self) -> None:
+        if self.redeliver is not None:
+            os.close(self.redeliver.fd)
+            self.redeliver = None
         for taps in self.taps.values():
             taps.close()
         for s in [*self._monitors, self.proxy_control]:
@@ -435,11 +437,16 @@ class Watch:
         if self.curve is not None:
             self.curve._close_own()
 
-    def _loop(self, wake: zmq.Socket[Any]) -> None:
+    def _loop(self, wake: int) -> None:
+        # Signals are for the main thread (its handler raises there); this one resends them.
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         poller = zmq.Poller()
         poller.register(wake, zmq.POLLIN)
         if self.channel is not None:
             poller.register(self.channel, zmq.POLLIN)
+        stop_fd = self.redeliver.fd if self.redeliver is not None else None
+        if stop_fd is not None:
+            poller.register(stop_fd, zmq.POLLIN)
         zap = self.curve._zap if self.curve is not None else None
         if zap is not None:
             poller.register(zap, zmq.POLLIN)
@@ -447,14 +454,18 @@ class Watch:
             poller.register(mon, zmq.POLLIN)
         try:
             while True:
-                due = self._summary.next_due()
-                timeout = None if due is None else int(max(0.0, due - self.clock()) * 1000) + 1
+                timeout = self._timeout()
                 for sock, _ in poller.poll(timeout):
-                    if sock is wake:
+                    if sock == wake:
                         return
                     try:
                         if sock is zap:
                             self.curve._answer(zap)
+                        elif sock == stop_fd and self.redeliver is not None:
+                            if not self.redeliver.readable():  # unwatched: its pipe closed
+                                poller.unregister(self.redeliver.fd)
+                                os.close(self.redeliver.fd)
+                                self.redeliver = stop_fd = None
                         elif isinstance(sock, int):  # the channel (a plain fd)
                             if not self._command():
                                 poller.unregister(self.channel)
@@ -464,12 +475,25 @@ class Watch:
                         raise
                     except Exception:  # noqa: BLE001 - one bad message must not end the watch
                         continue
+                if self.redeliver is not None:
+                    self.redeliver.tick()
                 self._loop_due()
         except zmq.ContextTerminated:
             pass
         finally:
-            wake.close(linger=0)
+            os.close(wake)
             self._close_own()
+
+    def _timeout(self) -> int | None:
+        """Milliseconds until the next summary or stop-signal resend is due (None: none is)."""
+        waits = []
+        due = self._summary.next_due()
+        if due is not None:
+            waits.append(due - self.clock())
+        at = self.redeliver.next_due() if self.redeliver is not None else None
+        if at is not None:
+            waits.append(at - time.monotonic())  # the redelivery keeps the real clock
+        return None if not waits else int(max(0.0, min(waits)) * 1000) + 1
 
     def _loop_due(self) -> None:
         """Send the summaries whose time has come."""

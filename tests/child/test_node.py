@@ -32,7 +32,7 @@ from orchestrator.child.node import (
     from_env,
     run_child,
 )
-from orchestrator.child.stopsignal import set_from_handler
+from orchestrator.child.stopsignal import Redeliver, set_from_handler
 from orchestrator.child.targets import preload
 from orchestrator.errors import RunError
 from orchestrator.plan import Plan, ReplicaPlan, SocketPlan
@@ -420,6 +420,60 @@ def test_the_stop_handler_sets_stopping_even_while_its_lock_is_held() -> None:
     event = threading.Event()
     set_from_handler(event)
     assert event.is_set()
+
+
+def reports_threads(node: Node) -> None:
+    print(sorted(t.name for t in threading.enumerate()), flush=True)
+
+
+@pytest.mark.parametrize(("sockets", "threads"), [
+    (True, ["MainThread", "topo-watch"]),  # the watch resends the stop signal too
+    (False, ["MainThread", "topo-stop"]),  # nothing to watch: a thread only for the signal
+])
+def test_a_run_node_has_one_thread_of_its_own(
+        run_dir: Path, tmp_path: Path, sockets: bool, threads: list[str]) -> None:
+    # Each thread costs a forked node about a millisecond of its start.
+    plan, rp = pair_plan(run_dir) if sockets else make_plan(run_dir)
+    child = fork_node(plan, rp, reports_threads, tmp_path)
+    assert child.ready() == b"R"
+    assert child.wait() == 0
+    assert child.stdout() == f"{threads}\n"
+
+
+def test_the_stop_signal_is_resent_to_the_main_thread_until_its_handler_has_run() -> None:
+    got: list[int] = []
+    old = signal.signal(signal.SIGUSR2, lambda signum, frame: got.append(signum))
+    r, w = os.pipe()
+    stopping = threading.Event()
+    rd = Redeliver(stopping, signal.SIGUSR2, r)
+    try:
+        assert rd.next_due() is None and rd.tick()  # nothing to resend yet
+        os.write(w, bytes([signal.SIGUSR1]))  # another signal's wake-up byte: not ours
+        assert rd.readable() and rd.next_due() is None
+        os.write(w, bytes([signal.SIGUSR2]))
+        assert rd.readable()
+        first = rd.next_due()
+        assert first is not None
+        deadline = time.monotonic() + DEADLINE
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.001)  # Python runs the handler between these
+            assert rd.tick()
+        assert got == [signal.SIGUSR2]
+        again = rd.next_due()
+        assert again is not None and again - first >= 0.002  # backs off
+        stopping.set()  # the handler ran: nothing more is sent
+        while rd.next_due() is not None and time.monotonic() < deadline:
+            time.sleep(0.001)
+            assert rd.tick()
+        assert rd.next_due() is None and got == [signal.SIGUSR2] * len(got)
+        os.close(w)
+        w = -1
+        assert not rd.readable()  # EOF: unwatched
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+        os.close(r)
+        if w >= 0:
+            os.close(w)
 
 
 def test_exit_status() -> None:
