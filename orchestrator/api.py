@@ -9,11 +9,12 @@
         sock.send(b"hello"); print(sock.recv())
         run.wait_for_log("worker.0", r"hello", timeout=5)
 
-Entering starts the run detached (``topo up -d`` in a subprocess, so the
-supervisor never forks from the caller's process, which may have threads) and
-returns once every node is ready; leaving stops it and removes all it made,
-also when the block raises. The supervisor watches the calling process too: if
-the caller dies (SIGKILL, Ctrl-C that skips clean-up), the run stops by itself.
+Entering validates and plans the file here, then starts the run detached, as
+``topo up -d`` does, in a new ``python`` (so the supervisor never forks from the
+caller's process, which may have threads), and returns once every node is ready;
+leaving stops it and removes all it made, also when the block raises. The
+supervisor watches the calling process too: if the caller dies (SIGKILL, Ctrl-C
+that skips clean-up), the run stops by itself.
 ``run_id=None`` picks a unique id, so runs of one file side by side (pytest-xdist)
 never meet: ports, ipc paths and SysV keys all derive from the run.
 """
@@ -23,26 +24,20 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from orchestrator import paths
-from orchestrator.errors import NotReady, RunError, UsageError
+from orchestrator.errors import NotReady, RunError, TopoError, UsageError
 from orchestrator.paths import OUTPUT_LOG
 from orchestrator.runs.client import Run as Found
 from orchestrator.runs.client import down_run, restart_run
 from orchestrator.runs.folder import read_state
 from orchestrator.spec.zmqrules import PEERS
-
-_CLI = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
-        "from orchestrator.cli import main; sys.exit(main(sys.argv[1:]))")
 
 # A fitting peer for each socket type when the caller does not name one: what a client
 # or a test probe of that socket would be.
@@ -67,34 +62,37 @@ def up(
     """
     # deferred: pydantic and the file model load on the first up(), not on `import orchestrator`
     from orchestrator.spec.validate import load_or_raise
+    from orchestrator.start.detached import run_detached
+    from orchestrator.start.prepare import prepare
 
     environ = dict(os.environ if env is None else env)
     file = os.fspath(file)
-    topology = load_or_raise(file, environ).topology  # InvalidTopology, with its diagnostics
+    loaded = load_or_raise(file, environ)  # InvalidTopology, with its diagnostics
+    topology = loaded.topology
     assert topology is not None
     if run_id is None:
         run_id = f"{topology.name[:40]}-{uuid.uuid4().hex[:8]}"
-    # This very orchestrator package, wherever the caller imported it from.
-    package_parent = str(Path(__file__).resolve().parent.parent)
-    argv = [sys.executable, "-c", _CLI, package_parent, "up", "-d", file, "-p", run_id,
-            "--wait-timeout", str(timeout), "--owner-pid", str(os.getpid())]
     curve = None
     if topology.security.curve:
         # deferred: certs loads libzmq, which `import orchestrator` does not
         from orchestrator.certs import keypair, write_public
 
         curve = keypair()
+    # Validated and planned here, once: the process that runs the plan never loads the
+    # validator (`topo up -d` in a subprocess would check the file a second time).
     with tempfile.TemporaryDirectory(prefix="topo-client-key-") as folder:
+        allow = []
         if curve is not None:
             # This process's own client key, allowed on every CURVE server of the run; the
-            # run reads it before it answers, so the file can go with the folder.
+            # plan holds it, so the file can go with the folder.
             allowed = os.path.join(folder, "client.key")
             write_public(allowed, curve[0])
-            argv += ["--allow", allowed]
-        result = subprocess.run(argv, env=environ, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        message = result.stderr.strip().removeprefix("topo: ")
-        raise (UsageError if result.returncode == 2 else NotReady)(message)
+            allow.append(allowed)
+        try:
+            plan = prepare(file, run_id=run_id, environ=environ, allow=allow, loaded=loaded)
+            run_detached(plan, {"wait_timeout": timeout, "owner_pid": os.getpid()}, environ)
+        except TopoError as exc:  # as `topo up -d` says it, the way it always was raised
+            raise (UsageError if exc.exit_code == 2 else NotReady)(str(exc)) from None
     return Run(run_id, environ, curve=curve)
 
 

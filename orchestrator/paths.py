@@ -10,6 +10,8 @@ from pathlib import Path
 IPC_PATH_MAX = 107
 # In a run folder: every replica's lines and topo's events, as `name | line`.
 OUTPUT_LOG = "output.log"
+# In a detached run's folder: the supervisor's own stdout and stderr.
+SUPERVISOR_LOG = "supervisor.log"
 # In a run folder with security.curve: NODE.key (public) and NODE.key_secret (0600), 0700.
 KEYS_DIR = "keys"
 

@@ -20,21 +20,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import NotReady, RunError, TopoError
+from orchestrator.paths import SUPERVISOR_LOG
+from orchestrator.plan import Plan
+from orchestrator.runs.folder import remove_run_dir
 from orchestrator.spec.group_run import GroupChoice
 from orchestrator.spec.loader import Loaded
 from orchestrator.spec.validate import load_or_raise
 from orchestrator.start.prepare import prepare
-from orchestrator.supervisor.lean import exec_launch
+from orchestrator.supervisor.lean import exec_launch, launch_argv, write_launch
 from orchestrator.supervisor.runready import progress_line
-
-SUPERVISOR_LOG = "supervisor.log"
 
 
 def up_detached(
@@ -75,7 +77,35 @@ def up_detached(
     os.close(w)
     with os.fdopen(r, "rb") as pipe:
         os.waitpid(pid, 0)  # the first child exits as soon as it has forked the supervisor
-        line = _answer(pipe, show=progress)
+        return _run_id(_answer(pipe, show=progress))
+
+
+def run_detached(plan: Plan, settings: dict[str, Any], environ: Mapping[str, str]) -> str:
+    """Run a plan made in this process detached, as ``up_detached`` does; return the run id.
+
+    For ``orchestrator.up()``, which has validated and planned already: a ``python``
+    started afresh (so nothing forks from the caller, which may have threads) detaches
+    and runs the plan, without loading the validator again. Raises ``NotReady``.
+    """
+    r, w = os.pipe()
+    try:
+        argv = launch_argv("detach", write_launch(plan, {**settings, "reap_orphans": True,
+                                                           "notify_fd": w}))
+        first = subprocess.Popen(argv, env=dict(environ), pass_fds=(w,), stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except BaseException:
+        os.close(r)
+        remove_run_dir(Path(plan.run_dir))  # nothing runs it: the folder prepare claimed goes
+        raise
+    finally:
+        os.close(w)
+    with os.fdopen(r, "rb") as pipe:
+        first.wait()  # it exits as soon as it has forked the supervisor
+        return _run_id(_answer(pipe, show=False))
+
+
+def _run_id(line: bytes) -> str:
+    """The run id in the supervisor's answer; raises what its failure says."""
     try:
         answer: Any = json.loads(line)
     except ValueError:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from orchestrator.errors import TopoError
+from orchestrator.paths import SUPERVISOR_LOG
 from orchestrator.plan import Plan
 
 LAUNCH_FILE = "launch.json"
@@ -32,24 +33,51 @@ LAUNCH_FILE = "launch.json"
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 
 
+def write_launch(plan: Plan, settings: dict[str, Any]) -> Path:
+    """``launch.json`` in the run folder: what ``main`` (or ``detach``) runs."""
+    path = Path(plan.run_dir) / LAUNCH_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump({"plan": plan.to_dict(), "settings": settings}, f)
+    return path
+
+
+def launch_argv(function: str, path: Path) -> list[str]:
+    """``python -c`` running ``function(path)`` of this module, from this very package."""
+    code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+            f"from orchestrator.supervisor.lean import {function}; {function}(sys.argv[1])")
+    return [sys.executable, "-c", code, str(PACKAGE_PARENT), str(path)]
+
+
 def exec_launch(plan: Plan, settings: dict[str, Any]) -> int:
     """Replace this process with the lean supervisor of ``plan``; never returns unless exec fails.
 
     If the exec itself fails, the plan runs here instead (slower forks, same run).
     """
-    path = Path(plan.run_dir) / LAUNCH_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"plan": plan.to_dict(), "settings": settings}, f)
-    package_parent = str(PACKAGE_PARENT)
-    code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
-            "from orchestrator.supervisor.lean import main; main(sys.argv[1])")
+    argv = launch_argv("main", write_launch(plan, settings))
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
     with contextlib.suppress(OSError):  # no exec: the plan runs here, below
-        os.execv(sys.executable, [sys.executable, "-c", code, package_parent, str(path)])
+        os.execv(argv[0], argv)
     return _run(plan, settings, _Notify(settings.pop("notify_fd", None)))
+
+
+def detach(path: str) -> NoReturn:
+    """The process ``orchestrator.up()`` starts for a plan it made: detach, then ``main``.
+
+    A new session, and a second fork so that the supervisor is no session leader;
+    its stdout and stderr go to the run folder's ``supervisor.log``.
+    """
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    fd = os.open(Path(path).parent / SUPERVISOR_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    main(path)
 
 
 def main(path: str) -> NoReturn:

@@ -74,6 +74,33 @@ def test_bad_requests_are_clear(no_leftovers: Leftovers) -> None:
             orchestrator.up(EXAMPLE, run_id="mine")
 
 
+def test_up_validates_the_file_once_and_starts_the_plan_it_made(
+        no_leftovers: Leftovers, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `topo up -d` in a subprocess checked the file a second time (pydantic loaded there
+    # again): most of the time up() took.
+    from orchestrator.spec import validate
+
+    checks: list[str] = []
+    real_load, real_popen = validate.load_or_raise, subprocess.Popen
+    started: list[list[str]] = []
+
+    def load(file: str, environ: object = None) -> object:
+        checks.append(file)
+        return real_load(file, environ)  # type: ignore[arg-type]
+
+    def popen(argv: list[str], **kwargs: object) -> object:
+        started.append(argv)
+        return real_popen(argv, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(validate, "load_or_raise", load)
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    with orchestrator.up(EXAMPLE, timeout=10, env=no_leftovers.env()) as run:
+        assert checks == [str(EXAMPLE)]
+        assert len(started) == 1 and "from orchestrator.supervisor.lean import detach" in \
+            started[0][2]
+        assert {r["state"] for r in run.ps()} == {"ready"}
+
+
 def test_a_run_that_does_not_get_ready_raises_not_ready(
     tmp_path: Path, no_leftovers: Leftovers
 ) -> None:
