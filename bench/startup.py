@@ -20,7 +20,8 @@ machine's noise hits them alike:
   beside ``python -c "import zmq"`` (from the plan kept by the run before, and with the
   file changed before each run, so that it is validated and planned);
 - ``topo down`` of N idle run nodes started with ``topo up -d`` beside a bare loop that
-  SIGTERMs N zmq children and reaps them.
+  SIGTERMs N zmq children and reaps them; before each ``topo down``, the idle run's
+  supervisor RSS and its nodes' mean PSS (``bench/supervise.py`` times restarts).
 
 Targets (issue 16) are printed beside each ratio; a benchmark, not a test: it asserts
 nothing.
@@ -193,10 +194,27 @@ def topo(*args: str) -> list[str]:
     return [PY, "-m", "orchestrator", *args]
 
 
-def down_time(path: Path, env: dict[str, str], run: str) -> float:
+MEMORY: dict[int, list[tuple[float, float]]] = {}  # n -> (supervisor RSS, mean node PSS), MiB
+
+
+def down_time(path: Path, env: dict[str, str], run: str, n: int) -> float:
     subprocess.run(topo("up", "-d", str(path), "-p", run), env=env, cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    MEMORY.setdefault(n, []).append(memory(Path(env["TOPO_STATE_DIR"]) / run / "state.json"))
     return timed(topo("down", run), env)
+
+
+def memory(state_file: Path) -> tuple[float, float]:
+    """The idle run's supervisor RSS and its nodes' mean PSS, in MiB (psutil, /proc smaps)."""
+    import json
+
+    import psutil
+
+    state = json.loads(state_file.read_text())
+    rss = psutil.Process(state["supervisor"]["pid"]).memory_info().rss
+    pss = [psutil.Process(r["pid"]).memory_full_info().pss
+           for r in state["replicas"].values() if r.get("pid")]
+    return rss / 2**20, statistics.mean(pss) / 2**20
 
 
 def bare_stop(n: int, env: dict[str, str]) -> float:
@@ -247,7 +265,7 @@ def main() -> int:
                     topo("up", str(p["command"])), env)),
                 (f"topo down of {n} run nodes", "floor", lambda n=n: bare_stop(n, env)),
                 (f"topo down of {n} run nodes", "topo", lambda p=p, n=n: down_time(
-                    p["idle"], env, f"s-idle-{n}")),
+                    p["idle"], env, f"s-idle-{n}", n)),
             ]
         jobs += [
             # the cache answers a file validated before; --no-cache checks it afresh
@@ -286,6 +304,12 @@ def main() -> int:
             per = f"  ({1000 * mine / int(n):.2f} ms/node vs {1000 * floor / int(n):.2f})"
         print(f"{row:<28}{summary(cols['floor']):>26}{summary(cols['topo']):>26}  "
               f"{ratio:4.2f}×  {text} {verdict}{per}")
+    for n, seen in MEMORY.items():
+        rss, pss = [x for x, _ in seen], [y for _, y in seen]
+        print(f"memory, {n} idle run nodes: supervisor RSS {statistics.median(rss):.1f} MiB "
+              f"({min(rss):.1f}-{max(rss):.1f}); PSS per node {statistics.median(pss):.2f} MiB "
+              f"({min(pss):.2f}-{max(pss):.2f}), target ≤3 MiB "
+              f"{'PASS' if statistics.median(pss) <= 3 else 'MISS'}")
     return 0
 
 
