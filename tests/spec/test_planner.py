@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -230,9 +231,14 @@ def test_plan_level_facts_and_pythonpath() -> None:
 
 def test_plan_survives_a_json_round_trip() -> None:
     p = plan({**BROKER, "w": {"command": ["x"], "replicas": 2, "ipc": ["q"], "with": {"a": [1]},
+                              "ready": {"log": "^up$"},
                               "sockets": {"s": {"type": "REP", "connect": "broker.backend",
-                                                "subscribe": None}}}})
+                                                "subscribe": None}}}},
+             ipc={"q": {"type": "msgqueue"}})
     assert Plan.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    # The fast to_dict says exactly what dataclasses.asdict says, nested plans included.
+    assert json.dumps(p.to_dict(), sort_keys=True) == json.dumps(asdict(p), sort_keys=True)
+    assert p.nodes and p.ipc and any(n.ready for n in p.nodes.values())
 
 
 def test_socket_env_name() -> None:
