@@ -60,7 +60,9 @@ def up(
     ``NotReady`` raised, naming the node. ``env``: the environment of the run
     (default ``os.environ``), e.g. to set ``${VARS}`` or ``TOPO_STATE_DIR``.
     """
-    # deferred: pydantic and the file model load on the first up(), not on `import orchestrator`
+    # deferred: pydantic, the file model and libzmq (certs) load on the first up(), not on
+    # `import orchestrator`
+    from orchestrator.certs import keypair, write_public
     from orchestrator.spec.validate import load_or_raise
     from orchestrator.start.detached import run_detached
     from orchestrator.start.prepare import prepare
@@ -74,9 +76,6 @@ def up(
         run_id = f"{topology.name[:40]}-{uuid.uuid4().hex[:8]}"
     curve = None
     if topology.security.curve:
-        # deferred: certs loads libzmq, which `import orchestrator` does not
-        from orchestrator.certs import keypair, write_public
-
         curve = keypair()
     # Validated and planned here, once: the process that runs the plan never loads the
     # validator (`topo up -d` in a subprocess would check the file a second time).

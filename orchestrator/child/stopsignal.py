@@ -83,6 +83,8 @@ class Redeliver:
 class Reader(Protocol):
     redeliver: Redeliver | None
 
+    def can_redeliver(self) -> bool: ...
+
 
 def watch_stop(stopping: threading.Event, signum: int,
                reader: Reader | None = None) -> Callable[[], None] | None:
@@ -110,11 +112,10 @@ def watch_stop(stopping: threading.Event, signum: int,
         os.close(w)
         return None
     redeliver = Redeliver(stopping, signum, r)
-    if reader is not None:
-        reader.redeliver = redeliver
+    if reader is not None and reader.can_redeliver():
+        reader.redeliver = redeliver  # its thread, started next, reads the pipe
     else:
-        threading.Thread(target=_redeliver, args=(redeliver,), daemon=True,
-                         name="topo-stop").start()
+        redeliver_in_thread(redeliver)
 
     def unwatch() -> None:
         if signal.set_wakeup_fd(-1) != w:  # someone replaced ours meanwhile: give theirs back
@@ -124,14 +125,19 @@ def watch_stop(stopping: threading.Event, signum: int,
     return unwatch
 
 
+def redeliver_in_thread(rd: Redeliver) -> None:
+    """A ``topo-stop`` thread that reads the pipe and resends, until the pipe's EOF."""
+    threading.Thread(target=_redeliver, args=(rd,), daemon=True, name="topo-stop").start()
+
+
 def _redeliver(rd: Redeliver) -> None:
-    try:
-        while True:
-            due = rd.next_due()
-            timeout = None if due is None else max(0.0, due - time.monotonic())
-            if select.select([rd.fd], [], [], timeout)[0] and not rd.readable():
-                return
-            if not rd.tick():
-                return
-    finally:
-        os.close(rd.fd)
+    poller = select.poll()  # not select(): the fd may be above 1023 in a node of a big run
+    poller.register(rd.fd, select.POLLIN)
+    while True:
+        due = rd.next_due()
+        timeout = None if due is None else max(0, int((due - time.monotonic()) * 1000) + 1)
+        if poller.poll(timeout) and not rd.readable():
+            break  # EOF: unwatched, its writer is gone
+        if not rd.tick():
+            return  # the main thread is gone: so is the process (the pipe stays open)
+    os.close(rd.fd)

@@ -31,6 +31,7 @@ import contextlib
 import itertools
 import json
 import os
+import select
 import signal
 import struct
 import threading
@@ -41,7 +42,7 @@ from typing import Any
 import zmq
 from zmq.backend import Socket as _Backend
 
-from orchestrator.child.stopsignal import Redeliver
+from orchestrator.child.stopsignal import Redeliver, redeliver_in_thread
 from orchestrator.plan import SocketPlan
 
 ONE = 1 << 64  # a counter holds messages * ONE + bytes
@@ -73,6 +74,9 @@ _KINDS: dict[int, str] = {
 _EVENTS = 0
 for _e in _KINDS:
     _EVENTS |= int(_e)
+# Signals a thread's own fault raises, which it must never block.
+_FAULTS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT,
+           signal.SIGTRAP}
 _FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
            zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 
@@ -348,6 +352,7 @@ class Watch:
         self._was_connected: set[tuple[str, str]] = set()
         self._thread: threading.Thread | None = None
         self._wake: int | None = None  # the write end of the pipe that ends the thread
+        self._wake_r: int | None = None  # its read end
         # The stop signal's wake-up pipe (``stopsignal.watch_stop``): this thread resends
         # the signal to the main thread until its handler has run, so no other is needed.
         self.redeliver: Redeliver | None = None
@@ -405,14 +410,16 @@ class Watch:
     # -- the thread -------------------------------------------------------------------------------
     def start(self) -> None:
         # A pipe, not a pair of zmq sockets: a forked node's start is cheaper by two sockets.
-        r, self._wake = os.pipe()
-        self._thread = threading.Thread(target=self._loop, args=(r,), name="topo-watch",
-                                        daemon=True)
+        # Both ends are ``stop``'s to close, never the thread's: a write to a pipe whose
+        # reader is gone would be a SIGPIPE, which ends a forked node.
+        self._wake_r, self._wake = os.pipe()
+        self._thread = threading.Thread(target=self._loop, args=(self._wake_r,),
+                                        name="topo-watch", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 1.0) -> None:
-        thread, wake = self._thread, self._wake
-        self._thread = self._wake = None
+        thread, wake, wake_r = self._thread, self._wake, self._wake_r
+        self._thread = self._wake = self._wake_r = None
         if wake is not None:
             with contextlib.suppress(OSError):
                 os.write(wake, b"x")
@@ -420,13 +427,29 @@ class Watch:
             thread.join(timeout)
         if wake is not None:
             os.close(wake)
+        if wake_r is not None and not (thread is not None and thread.is_alive()):
+            os.close(wake_r)  # (a thread still polling it keeps it until the process ends)
         if thread is None:
             self._close_own()
 
+    def can_redeliver(self) -> bool:
+        """Whether the stop signal's resending can be handed to this watch (not started yet)."""
+        return self._thread is None
+
+    def _hand_off_redeliver(self) -> None:
+        """The watch ends before the stop signal is unwatched: a thread of its own takes over."""
+        rd, self.redeliver = self.redeliver, None
+        if rd is None:
+            return
+        ready = select.poll()
+        ready.register(rd.fd, select.POLLIN)
+        if ready.poll(0) and not rd.readable():
+            os.close(rd.fd)  # unwatched already (the node's close): nothing to take over
+        else:
+            redeliver_in_thread(rd)
+
     def _close_own(self) -> None:
-        if self.redeliver is not None:
-            os.close(self.redeliver.fd)
-            self.redeliver = None
+        self._hand_off_redeliver()
         for taps in self.taps.values():
             taps.close()
         for s in [*self._monitors, self.proxy_control]:
@@ -439,7 +462,8 @@ class Watch:
 
     def _loop(self, wake: int) -> None:
         # Signals are for the main thread (its handler raises there); this one resends them.
-        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        # A fault of this thread's own still reaches it (faulthandler, the core dump).
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals() - _FAULTS)
         poller = zmq.Poller()
         poller.register(wake, zmq.POLLIN)
         if self.channel is not None:
@@ -464,7 +488,7 @@ class Watch:
                         elif sock == stop_fd and self.redeliver is not None:
                             if not self.redeliver.readable():  # unwatched: its pipe closed
                                 poller.unregister(self.redeliver.fd)
-                                os.close(self.redeliver.fd)
+                                os.close(self.redeliver.fd)  # its writer is gone: no SIGPIPE
                                 self.redeliver = stop_fd = None
                         elif isinstance(sock, int):  # the channel (a plain fd)
                             if not self._command():
@@ -481,7 +505,6 @@ class Watch:
         except zmq.ContextTerminated:
             pass
         finally:
-            os.close(wake)
             self._close_own()
 
     def _timeout(self) -> int | None:

@@ -87,21 +87,43 @@ def run_detached(plan: Plan, settings: dict[str, Any], environ: Mapping[str, str
     started afresh (so nothing forks from the caller, which may have threads) detaches
     and runs the plan, without loading the validator again. Raises ``NotReady``.
     """
+    run_dir = Path(plan.run_dir)
     r, w = os.pipe()
+    log = -1
     try:
-        argv = launch_argv("detach", write_launch(plan, {**settings, "reap_orphans": True,
-                                                           "notify_fd": w}))
-        first = subprocess.Popen(argv, env=dict(environ), pass_fds=(w,), stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        launch = write_launch(plan, {**settings, "reap_orphans": True, "notify_fd": w})
+        log = os.open(run_dir / SUPERVISOR_LOG,
+                      os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        first = subprocess.Popen(launch_argv("detach", launch), env=dict(environ),
+                                 pass_fds=(w,), stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     except BaseException:
         os.close(r)
-        remove_run_dir(Path(plan.run_dir))  # nothing runs it: the folder prepare claimed goes
+        remove_run_dir(run_dir)  # nothing runs it: the folder prepare claimed goes
         raise
     finally:
         os.close(w)
+        if log >= 0:
+            os.close(log)
     with os.fdopen(r, "rb") as pipe:
         first.wait()  # it exits as soon as it has forked the supervisor
-        return _run_id(_answer(pipe, show=False))
+        line = _answer(pipe, show=False)
+    if not line and launch.exists():  # never read: no supervisor ran the plan
+        said = _last_line(run_dir / SUPERVISOR_LOG)
+        remove_run_dir(run_dir)
+        raise RunError("the supervisor could not start" + (f": {said}" if said else ""))
+    return _run_id(line)
+
+
+def _last_line(path: Path) -> str:
+    """The last error a log says (a traceback's last line, Python's fatal error), else its
+    last unindented line."""
+    try:
+        lines = [x for x in path.read_text(errors="replace").splitlines()
+                 if x.strip() and not x[:1].isspace()]
+    except OSError:
+        return ""
+    errors = [x for x in lines if "rror" in x]
+    return (errors or lines or [""])[-1]
 
 
 def _run_id(line: bytes) -> str:

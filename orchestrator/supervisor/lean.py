@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from orchestrator.errors import TopoError
-from orchestrator.paths import SUPERVISOR_LOG
 from orchestrator.plan import Plan
+from orchestrator.runs.folder import me, read_state, write_state
 
 LAUNCH_FILE = "launch.json"
 # The folder that holds the orchestrator package this module belongs to (this file is
@@ -66,17 +66,16 @@ def exec_launch(plan: Plan, settings: dict[str, Any]) -> int:
 def detach(path: str) -> NoReturn:
     """The process ``orchestrator.up()`` starts for a plan it made: detach, then ``main``.
 
-    A new session, and a second fork so that the supervisor is no session leader;
-    its stdout and stderr go to the run folder's ``supervisor.log``.
+    A new session, and a second fork so that the supervisor is no session leader
+    (its stdout and stderr are the run folder's ``supervisor.log`` already). The
+    state file the caller's ``prepare`` wrote names the caller until the supervisor
+    claims it here, first of all.
     """
     os.setsid()
     if os.fork() > 0:
         os._exit(0)
-    fd = os.open(Path(path).parent / SUPERVISOR_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                 0o600)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
+    run_dir = Path(path).parent
+    write_state(run_dir, {**(read_state(run_dir) or {}), "supervisor": me()})
     main(path)
 
 

@@ -78,7 +78,9 @@ def test_up_validates_the_file_once_and_starts_the_plan_it_made(
         no_leftovers: Leftovers, monkeypatch: pytest.MonkeyPatch) -> None:
     # `topo up -d` in a subprocess checked the file a second time (pydantic loaded there
     # again): most of the time up() took.
+    # Imported before the patch, so that none of them keeps the patched function.
     from orchestrator.spec import validate
+    from orchestrator.start import detached, prepare
 
     checks: list[str] = []
     real_load, real_popen = validate.load_or_raise, subprocess.Popen
@@ -92,13 +94,21 @@ def test_up_validates_the_file_once_and_starts_the_plan_it_made(
         started.append(argv)
         return real_popen(argv, **kwargs)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(validate, "load_or_raise", load)
+    for module in (validate, prepare, detached):
+        monkeypatch.setattr(module, "load_or_raise", load)
     monkeypatch.setattr(subprocess, "Popen", popen)
     with orchestrator.up(EXAMPLE, timeout=10, env=no_leftovers.env()) as run:
         assert checks == [str(EXAMPLE)]
         assert len(started) == 1 and "from orchestrator.supervisor.lean import detach" in \
             started[0][2]
         assert {r["state"] for r in run.ps()} == {"ready"}
+
+
+def test_a_supervisor_that_cannot_start_leaves_nothing(no_leftovers: Leftovers) -> None:
+    # The python that would run the plan dies at once: what prepare made goes again.
+    env = {**no_leftovers.env(), "PYTHONHOME": "/nonexistent/topo-test"}
+    with pytest.raises(NotReady, match=r"the supervisor could not start: .*No module named"):
+        orchestrator.up(EXAMPLE, timeout=10, env=env)
 
 
 def test_a_run_that_does_not_get_ready_raises_not_ready(

@@ -198,7 +198,13 @@ def _alive(pid: int) -> bool:
 
 
 def test_no_secret_travels_in_an_environment(tmp_path: Path, no_leftovers: Leftovers) -> None:
-    path = topology(tmp_path, BROKER)
+    # A command node too: its TOPO_SPEC file is the one spec file a run writes.
+    path = topology(tmp_path, BROKER + """
+      idle:
+        command: [sleep, "60"]
+        sockets:
+          server: {type: REQ, connect: broker.frontend@tcp}
+    """)
     with orchestrator.up(path, timeout=15, env=no_leftovers.env()) as run:
         secret_file = run.folder / "keys" / "worker.key_secret"
         text = secret_file.read_text()
@@ -206,7 +212,9 @@ def test_no_secret_travels_in_an_environment(tmp_path: Path, no_leftovers: Lefto
         environ = Path(f"/proc/{run.pid('worker.0')}/environ").read_bytes()
         assert len(secret) == 40 and secret.encode() not in environ
         assert not (run.folder / "spec" / "worker.0.json").exists()  # forked: plan in memory
-        for written in [*(run.folder / "spec").glob("*.json"), run.folder / "state.json"]:
+        specs = sorted((run.folder / "spec").glob("*.json"))
+        assert [p.name for p in specs] == ["idle.0.json"]
+        for written in [*specs, run.folder / "state.json"]:
             assert secret not in written.read_text()
 
 

@@ -75,7 +75,8 @@ def test_the_state_file_is_written_at_most_every_state_every(
     # A large start changes the state every loop turn; writing it whole each time made
     # the start quadratic in the number of nodes.
     clock = _Clock()
-    monkeypatch.setattr(time, "monotonic", clock)
+    monkeypatch.setattr("orchestrator.supervisor.statefile.time", SimpleNamespace(
+        monotonic=clock, time=time.time))
     writes: list[dict[str, object]] = []
     monkeypatch.setattr(statefile, "write_state", lambda _dir, state: writes.append(state))
     timers: list[float] = []
