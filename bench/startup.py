@@ -19,6 +19,8 @@ machine's noise hits them alike:
   afresh with ``--no-cache``), and ``topo up`` of one run node that returns at once,
   beside ``python -c "import zmq"`` (from the plan kept by the run before, and with the
   file changed before each run, so that it is validated and planned);
+- ``orchestrator.up()`` of ``examples/ci`` until ready, timed inside one Python process
+  after a first call (which loads the validator there, once per test session);
 - ``topo down`` of N idle run nodes started with ``topo up -d`` beside a bare loop that
   SIGTERMs N zmq children and reaps them; before each ``topo down``, the idle run's
   supervisor RSS and its nodes' mean PSS (``bench/supervise.py`` times restarts).
@@ -217,6 +219,31 @@ def memory(state_file: Path) -> tuple[float, float]:
     return rss / 2**20, statistics.mean(pss) / 2**20
 
 
+API_UP = """
+import json, sys, time
+import orchestrator
+orchestrator.up(sys.argv[1]).down()  # the first call loads pydantic and the model here
+times = []
+for _ in range(int(sys.argv[2])):
+    t = time.perf_counter()
+    run = orchestrator.up(sys.argv[1])
+    times.append(time.perf_counter() - t)
+    run.down()
+print(json.dumps(times))
+"""
+
+
+def api_up(rounds: int, env: dict[str, str]) -> list[float]:
+    """Seconds ``orchestrator.up()`` of examples/ci takes until ready, in one Python process
+    (as a test session calls it), after one call that loads the validator."""
+    import json
+
+    out = subprocess.run([PY, "-c", API_UP, str(ROOT / "examples" / "ci" / "topology.yaml"),
+                          str(rounds)], env=env, cwd=ROOT / "examples" / "ci",
+                         capture_output=True, text=True, check=True).stdout
+    return [float(t) for t in json.loads(out)]
+
+
 def bare_stop(n: int, env: dict[str, str]) -> float:
     out = subprocess.run([PY, "-c", BARE_STOP, str(n)], env=env, capture_output=True,
                          text=True, check=True).stdout
@@ -287,6 +314,7 @@ def main() -> int:
             for row, col, job in jobs:
                 add(row, col, job())
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+        api = api_up(args.rounds, env)
     targets = {"topo down": (2.0, "≤2×"), "run nodes": (1.5, "≤1.5× (1000: < 2.0 s)"),
                "command nodes": (1.2, "≤1.2×"), "validate": (2.0, "≤2× import zmq"),
                "up one": (3.0, "≤3× import zmq")}
@@ -304,6 +332,8 @@ def main() -> int:
             per = f"  ({1000 * mine / int(n):.2f} ms/node vs {1000 * floor / int(n):.2f})"
         print(f"{row:<28}{summary(cols['floor']):>26}{summary(cols['topo']):>26}  "
               f"{ratio:4.2f}×  {text} {verdict}{per}")
+    print(f"orchestrator.up() of examples/ci, until ready: {summary(api)}, target < 0.3 s "
+          f"{'PASS' if statistics.median(api) < 0.3 else 'MISS'}")
     for n, seen in MEMORY.items():
         rss, pss = [x for x, _ in seen], [y for _, y in seen]
         print(f"memory, {n} idle run nodes: supervisor RSS {statistics.median(rss):.1f} MiB "
