@@ -37,8 +37,11 @@ def test_two_xdist_sessions_started_at_once_both_pass(no_leftovers: Leftovers) -
 def session_file(tmp_path: Path, body: str) -> Path:
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     path = tmp_path / "test_session.py"
-    # SIGUSR1 makes a session that does not end print where each of its threads is
+    # SIGUSR1 makes a session that does not end print where each of its threads is. Ctrl-C
+    # is Python's KeyboardInterrupt, as in a terminal, also when this suite was started from
+    # a shell that ignores SIGINT (a background job), which every child would inherit.
     path.write_text("import faulthandler, signal, time\nfaulthandler.register(signal.SIGUSR1)\n"
+                    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
                     f"EXAMPLE = {str(EXAMPLE / 'topology.yaml')!r}\n\n{body}")
     return path
 
