@@ -183,7 +183,7 @@ def _replica(
     env = dict(node.env)
     env.update(TOPO_RUN=run_id, TOPO_NODE=name, TOPO_REPLICA=str(i), TOPO_RUN_DIR=run_dir)
     # Only an exec'd program reads its plan from a file: a forked node has it in memory,
-    # and 1,000 files written and removed were a tenth of a large run's start and stop.
+    # and a file per replica written and removed showed in the profile of a large start.
     spec_path = ""
     if node.kind == "command":
         spec_path = env["TOPO_SPEC"] = posixpath.join(run_dir, "spec", f"{name}.{i}.json")
