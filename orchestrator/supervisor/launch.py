@@ -63,8 +63,6 @@ class Launcher:
         env = {**self.environ, "PYTHONUNBUFFERED": "1", **rp.env}
         if self.ipc is not None:
             env.update(self.ipc.env_for(rp))
-        if rp.spec_path:
-            env.setdefault("TOPO_SPEC", rp.spec_path)
         return env
 
     def _child_main(self, rp: ReplicaPlan) -> Callable[[int], int]:

@@ -72,7 +72,7 @@ class StateFile:
             },
             "ipc": ipc.records() if ipc is not None else [],  # what `topo down` removes
         }
-        self._next = 0.0  # monotonic time before which a change waits for the timer
+        self._next = 0.0  # the supervisor's clock time before which a change waits
         self._timer = False  # a timer to write the waiting change is set
 
     def flush(self, force: bool = False) -> None:
@@ -80,15 +80,15 @@ class StateFile:
             return
         if self.sup.stopping and not force:
             return  # every node is on its way out: `topo down` waits for us, not for this file
-        now = time.monotonic()
+        now = self.sup.clock()
         if not force and now < self._next:
             if not self._timer:
                 self._timer = True
-                self.sup.call_at(self.sup.clock() + self._next - now, self._due)
+                self.sup.call_at(self._next, self._due)
             return
         write_state(Path(self.plan.run_dir), {**self.base, **self.sup.state()})
         self.dirty = False
-        took = time.monotonic() - now
+        took = self.sup.clock() - now
         self._next = now + took + max(STATE_EVERY, 10 * took)
 
     def _due(self) -> None:
