@@ -45,10 +45,12 @@ def proxy(node: Node) -> int:
     # (TERMINATE) when a tap is attached; then messages cross here, in Python, through
     # the counting and tapped sockets, until the last tap goes.
     control = watch.for_proxy()
+    tapped = watch.proxy_tapped
+    assert tapped is not None  # for_proxy made it
     while True:
         watch.proxy_in_c = True
         zmq.proxy_steerable(front, back, capture, control)
-        _forward_while_tapped(front, back, capture, watch.proxy_tapped)
+        _forward_while_tapped(front, back, capture, tapped)
 
 
 def more_frames(into: zmq.Socket[Any], out: zmq.Socket[Any], extra: int) -> None:

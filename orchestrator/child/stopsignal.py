@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from orchestrator.child.threads import Daemon
+
 _REDELIVER_FIRST = 0.002  # seconds the handler gets before the stop signal is sent again
 _REDELIVER_MAX = 0.1
 
@@ -40,7 +42,7 @@ class Redeliver:
     """The stop signal's wake-up pipe, and sending the signal to the main thread again.
 
     Read by a thread other than the main one: the node's ``Watch`` thread when it has
-    one (``readable`` and ``tick`` from its poll loop), else a ``topo-stop`` thread of
+    one (``readable`` and ``tick`` from its poll loop), else a thread of
     its own. A thread costs a forked node about a millisecond: one per node, not two.
     """
 
@@ -126,8 +128,8 @@ def watch_stop(stopping: threading.Event, signum: int,
 
 
 def redeliver_in_thread(rd: Redeliver) -> None:
-    """A ``topo-stop`` thread that reads the pipe and resends, until the pipe's EOF."""
-    threading.Thread(target=_redeliver, args=(rd,), daemon=True, name="topo-stop").start()
+    """A thread that reads the pipe and resends, until the pipe's EOF."""
+    Daemon(_redeliver, (rd,))
 
 
 def _redeliver(rd: Redeliver) -> None:

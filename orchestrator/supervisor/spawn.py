@@ -27,6 +27,7 @@ from orchestrator.supervisor.childsetup import (
     prctl,
     prctl_get,
     run_function,
+    warm_prctl,
 )
 from orchestrator.supervisor.guardian import Guardian
 
@@ -91,6 +92,7 @@ class Spawner:
         self.private_fds.add(self._devnull)
         self.shared_fds.add(self._devnull)
         self._which: dict[tuple[str, str], str | None] = {}
+        warm_prctl()  # every child calls it first thing
         self._guardian: Guardian | None = None
         if guardian:
             self._flush()
@@ -113,9 +115,13 @@ class Spawner:
         born: list[tuple[int, int, int] | OSError] = []
         gc_was_on = gc.isenabled()
         gc.disable()  # a collection mid-batch would write to pages the children share
+        # Frozen, the parent's young objects are out of the children's collections: a
+        # child's first ones would otherwise walk them, and copy the pages they sit on.
+        gc.freeze()
         try:
             self._fork_loop(starts, born)
         finally:
+            gc.unfreeze()  # all of them to the oldest generation, as a collection would
             if gc_was_on:
                 gc.enable()
         return [b if isinstance(b, OSError) else self._started(*b) for b in born]
