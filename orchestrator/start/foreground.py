@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 from orchestrator import paths
 from orchestrator.plan import Plan
 from orchestrator.runs.folder import create_run_dir
-from orchestrator.supervisor.lean import exec_launch
+from orchestrator.supervisor.lean import exec_launch, run_in_place
 
 if TYPE_CHECKING:
     import argparse
@@ -35,21 +35,26 @@ def up_from_cli(args: argparse.Namespace) -> int:
     whole process: one that never imported the validator (pydantic and the
     model) forks, and its children exit, markedly faster. So after planning this
     process execs ``orchestrator.supervisor.lean``, keeping its pid (the state file
-    already names it), its terminal and its environment.
+    already names it), its terminal and its environment. A plan kept from an
+    earlier run loads neither, so that process is lean already: it runs the plan
+    itself, and a new interpreter's start (0.12 s of a one-node `topo up`) is saved.
     """
-    plan = _plan(args)
+    plan, kept = _plan(args)
     settings = {
         "timeout": args.timeout, "exit_code_from": args.exit_code_from,
         "abort_on_failure": args.abort_on_failure, "no_color": args.no_color,
         "json_events": args.json, "reap_orphans": True,  # every child of `topo` is a node's
         "ready_file": args.ready_file,
     }
+    if kept:
+        return run_in_place(plan, settings)
     return exec_launch(plan, settings)
 
 
-def _plan(args: argparse.Namespace) -> Plan:
-    """The run's plan: the one made before when nothing it depends on has changed
-    (``spec/cache.py``: then neither the checks nor pydantic are loaded), else made now."""
+def _plan(args: argparse.Namespace) -> tuple[Plan, bool]:
+    """The run's plan, and whether it is the one made before: that one is used when
+    nothing it depends on has changed (``spec/cache.py``: then neither the checks nor
+    pydantic are loaded), else it is made now."""
     # deferred: the cache only for `topo up FILE`
     from orchestrator.spec.cache import PlanCache, Tee
 
@@ -61,14 +66,14 @@ def _plan(args: argparse.Namespace) -> Plan:
     if cache is not None:
         plan = _kept(cache)
         if plan is not None:
-            return plan
+            return plan, True
     # deferred: the model and pydantic, only when the file is checked and planned
     from orchestrator.spec.run_endpoints import free_tcp_port
     from orchestrator.start.prepare import group_choice, prepare
 
     if cache is None:
         return prepare(args.file, run_id=args.run_id, exit_code_from=args.exit_code_from,
-                       allow=args.allow, group=group_choice(args), keys=args.keys)
+                       allow=args.allow, group=group_choice(args), keys=args.keys), False
     ports: list[int] = []
 
     def allocate(host: str) -> int:  # a plan that picked a port is not the same next time
@@ -80,7 +85,7 @@ def _plan(args: argparse.Namespace) -> Plan:
                    environ=cache.recording(), err=cast("BinaryIO", err), allocate_port=allocate)
     if not ports and not plan.curve:
         cache.keep(plan.to_dict(), err.copy.getvalue())
-    return plan
+    return plan, False
 
 
 def _kept(cache: PlanCache) -> Plan | None:

@@ -6,6 +6,8 @@ and execs this module in place of itself: same pid (the state file already
 names it as the supervisor), same terminal, same environment. Forks from a
 process without pydantic and the model copy half the page tables, so run
 nodes start, and stop, faster (``bench/detached.py`` shows ``topo down``).
+A foreground `topo up` whose plan was kept from an earlier run never loaded
+them: it calls ``run_in_place`` instead, with no new interpreter.
 
 Settings: ``timeout``, ``exit_code_from``, ``abort_on_failure``, ``no_color``,
 ``json_events``, ``reap_orphans``, ``wait_timeout``, ``owner_pid`` and, for
@@ -61,6 +63,12 @@ def exec_launch(plan: Plan, settings: dict[str, Any]) -> int:
     with contextlib.suppress(OSError):  # no exec: the plan runs here, below
         os.execv(argv[0], argv)
     return _run(plan, settings, _Notify(settings.pop("notify_fd", None)))
+
+
+def run_in_place(plan: Plan, settings: dict[str, Any]) -> int:
+    """Run ``plan`` in this process, when it never loaded the validator (`topo up` of a
+    kept plan); returns the run's code. Errors are the caller's, as for any command."""
+    return _run(plan, settings, _Notify(None))
 
 
 def detach(path: str) -> NoReturn:

@@ -115,13 +115,9 @@ class Spawner:
         born: list[tuple[int, int, int] | OSError] = []
         gc_was_on = gc.isenabled()
         gc.disable()  # a collection mid-batch would write to pages the children share
-        # Frozen, the parent's young objects are out of the children's collections: a
-        # child's first ones would otherwise walk them, and copy the pages they sit on.
-        gc.freeze()
         try:
             self._fork_loop(starts, born)
         finally:
-            gc.unfreeze()  # all of them to the oldest generation, as a collection would
             if gc_was_on:
                 gc.enable()
         return [b if isinstance(b, OSError) else self._started(*b) for b in born]

@@ -64,6 +64,24 @@ def test_a_file_planned_before_starts_from_its_kept_plan(
     assert "orchestrator.spec.model" not in imported(warm.stderr)
 
 
+def test_a_kept_plan_runs_in_the_topo_process_itself(
+        tmp_path: Path, no_leftovers: Leftovers) -> None:
+    # A new plan is made with pydantic loaded: the supervisor is a lean process exec'd in
+    # place of `topo`. A kept plan loads no validator: `topo up` supervises it itself.
+    path = topology(tmp_path, """
+        nodes:
+          a:
+            run: tests.nodes.funcs:supervisor_is
+    """)
+    env = no_leftovers.env()
+    runs = [topo(env, "up", str(path), timeout=60) for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[-1].stderr
+    assert [hellos(r.stdout) for r in runs] == [
+        ["a.0 | supervisor exec'd, pydantic not loaded"],
+        ["a.0 | supervisor in place, pydantic not loaded"],
+    ]
+
+
 def test_a_variable_the_plan_read_changes_it(tmp_path: Path, no_leftovers: Leftovers) -> None:
     path = topology(tmp_path, HELLO.replace("run: tests.nodes.funcs:ok",
                                             "command: [sh, -c, 'echo $GREETING']"))

@@ -13,6 +13,19 @@ def ok(node: Any) -> int:
     return 0
 
 
+def supervisor_is(node: Any) -> int:
+    """Says how its supervisor runs: the lean one exec'd, or `topo up` itself, and whether
+    that process has pydantic mapped."""
+    ppid = os.getppid()
+    with open(f"/proc/{ppid}/cmdline", "rb") as f:
+        argv = f.read().decode(errors="replace")
+    with open(f"/proc/{ppid}/maps") as f:
+        pydantic = "pydantic_core" in f.read()
+    how = "exec'd" if "orchestrator.supervisor.lean" in argv else "in place"
+    print(f"supervisor {how}, pydantic {'loaded' if pydantic else 'not loaded'}")
+    return 0
+
+
 def fail(node: Any) -> int:
     print("failing on purpose", file=sys.stderr)
     return 3
