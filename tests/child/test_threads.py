@@ -12,7 +12,12 @@ DEADLINE = 10.0
 
 def test_a_daemon_runs_its_target_and_join_waits_for_it() -> None:
     go, seen = threading.Event(), []
-    d = Daemon(lambda x: (go.wait(DEADLINE), seen.append(x)), ("ran",))
+
+    def waits(x: str) -> None:
+        go.wait(DEADLINE)
+        seen.append(x)
+
+    d = Daemon(waits, ("ran",))
     assert d.is_alive()
     d.join(0.01)  # a timeout: back while the target still waits
     assert d.is_alive() and not seen
