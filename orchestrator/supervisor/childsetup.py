@@ -40,19 +40,14 @@ _RESET_SIGNALS = tuple(int(s) for s in (
 ))
 _SIG_DFL = int(signal.SIG_DFL)
 _SIGKILL = int(signal.SIGKILL)
-PR_GET_DUMPABLE = 3
 
 
 def prctl(option: int, arg: int) -> None:
+    # The supervisor's own first call (``set_subreaper``) makes ctypes' function object,
+    # which every child then finds made: a child's first call would cost it three times over.
     if _libc.prctl(option, arg, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
-
-
-def warm_prctl() -> None:
-    """Call prctl once in the parent: a child's first ctypes call would otherwise set up
-    ctypes' state for it, three times the cost of the call (``PR_GET_DUMPABLE``: harmless)."""
-    _libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
 
 
 def prctl_get(option: int) -> int:

@@ -27,7 +27,6 @@ from orchestrator.supervisor.childsetup import (
     prctl,
     prctl_get,
     run_function,
-    warm_prctl,
 )
 from orchestrator.supervisor.guardian import Guardian
 
@@ -92,7 +91,6 @@ class Spawner:
         self.private_fds.add(self._devnull)
         self.shared_fds.add(self._devnull)
         self._which: dict[tuple[str, str], str | None] = {}
-        warm_prctl()  # every child calls it first thing
         self._guardian: Guardian | None = None
         if guardian:
             self._flush()
