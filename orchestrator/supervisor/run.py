@@ -84,9 +84,11 @@ def _supervise(
     targets: dict[str, Callable[..., Any]] = {}
     if any(r.kind != "command" for r in plan.replicas):
         # deferred: the node side (pyzmq) is loaded only for a plan that forks run nodes
+        from orchestrator.child.rehearsal import rehearse
         from orchestrator.child.targets import preload
 
         targets = preload(plan)  # imports once, here, so every fork shares the pages
+        rehearse(plan)  # a node's start, played here first: the forked nodes find it done
     with contextlib.ExitStack() as taken:
         nofile = _raise_nofile()
         if nofile is not None:

@@ -66,3 +66,24 @@ def command_client() -> None:
             sock.send_string(f"request {i}")
             sock.recv()
         print("3 replies", flush=True)
+
+
+def monitor_id(node: Any) -> int:
+    """Says the id of its socket's monitor (watch.py numbers them per process, from 0), then
+    sends one message and ends: a rehearsed supervisor made monitors before it forked."""
+    from orchestrator.child import watch
+
+    print(f"monitor id {next(watch._ids) - 1}")
+    sock = node.sockets["out"]
+    sock.linger = -1
+    sock.send(b"up")
+    return 0
+
+
+def count_in(node: Any) -> int:
+    """Receives ``with: {n: N}`` messages, says so and ends."""
+    n = int(node.params["n"])
+    for _ in range(n):
+        node.sockets["in"].recv()
+    print(f"{n} in")
+    return 0
