@@ -5,7 +5,7 @@ thread, its stop handler, its last counts, the close) are the first time this
 interpreter runs that code. Running it the first time writes to memory the node shares
 with the supervisor: the type attribute cache, the specialised bytecode, the allocator's
 free lists and the objects Python and pyzmq make lazily. Each page written is a copy on
-write, in every node. ``rehearse`` runs that start once or twice in the supervisor, on
+write, in every node. ``rehearse`` runs that start in the supervisor, up to 8 times, on
 ``inproc`` endpoints, so the nodes find it done in the pages they share.
 
 What it leaves is only memory: its context is ended (libzmq's threads joined), its
@@ -30,7 +30,7 @@ from orchestrator.plan import Plan, ReplicaPlan, SocketPlan
 
 # Python specialises a function's bytecode once it has run 8 times: 8 rounds leave the
 # nodes' start specialised. The first round takes about 4.5 ms here, each further one about
-# 1 ms; a node saves about 0.7 ms of CPU (200 run nodes: 9% less CPU, 7% less wall time).
+# 1 ms; a node saves about 0.7 ms of CPU (200 run nodes: about 10% less CPU, 8% less wall).
 ROUNDS = 8
 NODES_PER_ROUND = 4  # a run of fewer forked nodes than 4 per round would lose by it
 # Blocked while the rehearsal runs (with the node's stop signal): the supervisor's signals,
