@@ -376,17 +376,22 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _up_detached(args: argparse.Namespace) -> int:
     # deferred: each command loads only its own layers
     from orchestrator.start.detached import up_detached
-    from orchestrator.start.prepare import group_choice
 
     if args.exit_code_from:
         raise UsageError("--exit-code-from needs a foreground run; it cannot go with -d")
     if args.json:
         raise UsageError("--json streams a foreground run's events; it cannot go with -d")
+    group = None
+    if args.group is not None or args.replica is not None or args.resolve:
+        # deferred: the groups need the model (pydantic); a kept plan is started without it
+        from orchestrator.start.prepare import group_choice
+
+        group = group_choice(args)
     run_id = up_detached(args.file, run_id=args.run_id, timeout=args.timeout,
                          wait_timeout=args.wait_timeout, abort_on_failure=args.abort_on_failure,
                          owner_pid=args.owner_pid, allow=args.allow,
-                         group=group_choice(args), ready_file=args.ready_file, keys=args.keys,
-                         progress=sys.stderr.isatty())
+                         group=group, ready_file=args.ready_file, keys=args.keys,
+                         progress=sys.stderr.isatty(), cache=True)
     print(run_id)
     print(f"run {run_id} is up: `topo ps {run_id}`, `topo logs -f {run_id}`, "
           f"`topo down {run_id}`", file=sys.stderr)

@@ -5,7 +5,11 @@ then forks; the child starts a new session and forks again, so the supervisor
 is neither a session leader nor attached to any terminal, and its stdin,
 stdout and stderr are ``/dev/null`` until the run folder exists, then the
 folder's ``supervisor.log``. It plans the run and execs the lean supervisor
-(``supervisor/lean.py``). Node output goes to the run's log files only.
+(``supervisor/lean.py``). A plan kept from an earlier `topo up` of the same
+file (``spec/cache.py``) is neither checked nor planned again: `topo` shows its
+warnings and claims its folder, and the detached child runs it in place, since
+nothing it has loaded is the validator's. Node output goes to the run's log
+files only.
 
 The supervisor tells the waiting `topo` how the start went over a pipe, with
 one JSON line: ``{"ok": true, "run_id": ...}`` once every node is ready, or
@@ -22,21 +26,20 @@ import json
 import os
 import subprocess
 import sys
-import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import NotReady, RunError, TopoError
 from orchestrator.paths import SUPERVISOR_LOG
 from orchestrator.plan import Plan
-from orchestrator.runs.folder import remove_run_dir
-from orchestrator.spec.group_run import GroupChoice
-from orchestrator.spec.loader import Loaded
-from orchestrator.spec.validate import load_or_raise
-from orchestrator.start.prepare import prepare
-from orchestrator.supervisor.lean import exec_launch, launch_argv, write_launch
+from orchestrator.runs.folder import me, read_state, remove_run_dir, write_state
+from orchestrator.start.foreground import kept_plan
+from orchestrator.supervisor.lean import exec_launch, launch_argv, serve, write_launch
 from orchestrator.supervisor.runready import progress_line
+
+if TYPE_CHECKING:
+    from orchestrator.spec.group_run import GroupChoice
 
 
 def up_detached(
@@ -52,32 +55,88 @@ def up_detached(
     ready_file: str | None = None,
     keys: str | None = None,
     progress: bool = False,
+    cache: bool = False,
 ) -> str:
     """Start ``file`` detached; return the run id once every node is ready.
 
     Raises ``InvalidTopology`` (nothing started), ``RunAlive``, or ``NotReady``
     naming the node that did not get ready (the run is gone again by then).
-    ``progress``: keep a line on stderr up to date while the nodes start.
+    ``progress``: keep a line on stderr up to date while the nodes start. ``cache``:
+    start from the plan kept by an earlier `topo up` of the same file while nothing
+    it depends on has changed, and keep this one (``spec/cache.py``), as the
+    foreground does; never with ``group``, ``allow`` or ``keys``.
     """
-    loaded = load_or_raise(file)
-    for d in loaded.diagnostics:
-        if not d.is_note:  # notes are for `topo validate` and `explain`: nothing to act on
-            print(d.format(), file=sys.stderr)
+    settings: dict[str, Any] = {
+        "timeout": timeout, "owner_pid": owner_pid, "ready_file": ready_file,
+        "wait_timeout": wait_timeout, "abort_on_failure": abort_on_failure,
+        "progress": progress}
+    entry = None
+    if cache and group is None and not allow and keys is None:
+        # deferred: the cache only for a run that may have a kept plan
+        from orchestrator.spec.cache import PlanCache
+
+        entry = PlanCache.for_up(file, run_id=run_id, exit_code_from=None)
+    if entry is not None:
+        plan = kept_plan(entry)  # its warnings shown and its run folder claimed, here
+        if plan is not None:
+            return _start(_kept_supervisor(plan), settings, in_place=True)
+    # deferred: the model and pydantic, only when the file is checked and planned now
+    from orchestrator.spec.run_endpoints import free_tcp_port
+    from orchestrator.spec.validate import load_or_raise
+    from orchestrator.start.prepare import prepare
+
+    environ = os.environ if entry is None else entry.recording()
+    loaded = load_or_raise(file, environ)
+    warnings = "".join(f"{d.format()}\n" for d in loaded.diagnostics
+                       if not d.is_note)  # notes are for `topo validate` and `explain`
+    sys.stderr.write(warnings)
+    ports: list[int] = []
+
+    def allocate(host: str) -> int:  # a plan that picked a port is not the same next time
+        ports.append(free_tcp_port(host))
+        return ports[-1]
+
+    def plan_now() -> Plan:  # in the detached child: the run folder and its log are its own
+        plan = prepare(file, run_id=run_id, on_run_dir=_log_to, allow=allow, group=group,
+                       keys=keys, loaded=loaded, environ=environ, allocate_port=allocate)
+        if entry is not None and not ports and not plan.curve:
+            entry.keep(plan.to_dict(), warnings.encode())
+        return plan
+
+    return _start(plan_now, settings, in_place=False)
+
+
+def _kept_supervisor(plan: Plan) -> Callable[[], Plan]:
+    """What the detached child does with a kept plan, whose folder this process claimed:
+    log to the folder and name itself its supervisor (or give the folder up again)."""
+    run_dir = Path(plan.run_dir)
+
+    def claim() -> Plan:
+        try:
+            _log_to(run_dir)
+            write_state(run_dir, {**(read_state(run_dir) or {}), "supervisor": me()})
+        except BaseException:
+            remove_run_dir(run_dir)
+            raise
+        return plan
+
+    return claim
+
+
+def _start(make_plan: Callable[[], Plan], settings: dict[str, Any], *, in_place: bool) -> str:
+    """Fork the detached supervisor, which runs ``make_plan()``; wait for its answer."""
     sys.stdout.flush()
     sys.stderr.flush()
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child, which ends with os._exit
         os.close(r)
-        _become_supervisor(w, file, loaded, run_id=run_id, allow=allow, group=group, keys=keys,
-                           timeout=timeout, owner_pid=owner_pid, ready_file=ready_file,
-                           wait_timeout=wait_timeout, abort_on_failure=abort_on_failure,
-                           progress=progress)
+        _become_supervisor(w, make_plan, settings, in_place=in_place)
         os._exit(1)  # not reached: the child execs or exits
     os.close(w)
     with os.fdopen(r, "rb") as pipe:
         os.waitpid(pid, 0)  # the first child exits as soon as it has forked the supervisor
-        return _run_id(_answer(pipe, show=progress))
+        return _run_id(_answer(pipe, show=bool(settings["progress"])))
 
 
 def run_detached(plan: Plan, settings: dict[str, Any], environ: Mapping[str, str]) -> str:
@@ -165,24 +224,27 @@ def _answer(pipe: Any, *, show: bool) -> bytes:
             sys.stderr.flush()
 
 
-def _become_supervisor(w: int, file: str, loaded: Loaded, *, run_id: str | None,
-                       allow: Sequence[str],
-                       group: GroupChoice | None, keys: str | None,
-                       **settings: Any) -> None:  # pragma: no cover - the forked child
+def _become_supervisor(w: int, make_plan: Callable[[], Plan], settings: dict[str, Any], *,
+                       in_place: bool) -> None:  # pragma: no cover - the forked child
     code = 1
     try:
         os.setsid()
         if os.fork() > 0:
             os._exit(0)
         _to_devnull()
-        plan = prepare(file, run_id=run_id, on_run_dir=_log_to, allow=allow, group=group,
-                       keys=keys, loaded=loaded)
+        plan = make_plan()
+        settings = {**settings, "reap_orphans": True, "notify_fd": w}
+        if in_place:  # this process never loaded the validator: it supervises the plan itself
+            serve(plan, settings)
         os.set_inheritable(w, True)
-        code = exec_launch(plan, {**settings, "reap_orphans": True, "notify_fd": w})
+        code = exec_launch(plan, settings)
     except TopoError as exc:
         code = exc.exit_code
         _tell(w, {"ok": False, "error": str(exc), "code": exc.exit_code})
     except BaseException:  # noqa: BLE001 - told to the waiting `topo`, logged for a bug report
+        # deferred: traceback (linecache, tokenize) only on a bug
+        import traceback
+
         traceback.print_exc()
         _tell(w, {"ok": False, "error": "internal error in the supervisor: "
                   + traceback.format_exc(limit=1).strip().splitlines()[-1], "code": 1})

@@ -64,7 +64,7 @@ def _plan(args: argparse.Namespace) -> tuple[Plan, bool]:
         cache = PlanCache.for_up(args.file, run_id=args.run_id,
                                  exit_code_from=args.exit_code_from)
     if cache is not None:
-        plan = _kept(cache)
+        plan = kept_plan(cache)
         if plan is not None:
             return plan, True
     # deferred: the model and pydantic, only when the file is checked and planned
@@ -88,7 +88,7 @@ def _plan(args: argparse.Namespace) -> tuple[Plan, bool]:
     return plan, False
 
 
-def _kept(cache: PlanCache) -> Plan | None:
+def kept_plan(cache: PlanCache) -> Plan | None:
     """The kept plan, its warnings shown and its run folder claimed, as ``prepare`` does."""
     hit = cache.plan()
     if hit is None:

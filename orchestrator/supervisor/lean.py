@@ -6,8 +6,9 @@ and execs this module in place of itself: same pid (the state file already
 names it as the supervisor), same terminal, same environment. Forks from a
 process without pydantic and the model copy half the page tables, so run
 nodes start, and stop, faster (``bench/detached.py`` shows ``topo down``).
-A foreground `topo up` whose plan was kept from an earlier run never loaded
-them: it calls ``run_in_place`` instead, with no new interpreter.
+A `topo up` whose plan was kept from an earlier run never loaded them: in the
+foreground it calls ``run_in_place``, and with ``-d`` its detached child calls
+``serve``, with no new interpreter.
 
 Settings: ``timeout``, ``exit_code_from``, ``abort_on_failure``, ``no_color``,
 ``json_events``, ``reap_orphans``, ``wait_timeout``, ``owner_pid`` and, for
@@ -22,6 +23,7 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -89,15 +91,30 @@ def detach(path: str) -> NoReturn:
 
 def main(path: str) -> NoReturn:
     """The exec'd process: run the plan in ``path``; exit with the run's code."""
-    code = 1
-    notify = _Notify(None)
-    try:
+
+    def load() -> tuple[Plan, dict[str, Any]]:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
         os.unlink(path)
-        settings: dict[str, Any] = doc["settings"]
+        return Plan.from_dict(doc["plan"]), doc["settings"]
+
+    _serve(load)
+
+
+def serve(plan: Plan, settings: dict[str, Any]) -> NoReturn:
+    """Run ``plan`` in this process as ``main`` runs a launch file's, and exit with its
+    code: the detached supervisor of `topo up -d` when the plan was kept (the process
+    that forked it never loaded the validator, so there is nothing to exec away)."""
+    _serve(lambda: (plan, settings))
+
+
+def _serve(load: Callable[[], tuple[Plan, dict[str, Any]]]) -> NoReturn:
+    code = 1
+    notify = _Notify(None)
+    try:
+        plan, settings = load()
         notify = _Notify(settings.pop("notify_fd", None))
-        code = _run(Plan.from_dict(doc["plan"]), settings, notify)
+        code = _run(plan, settings, notify)
     except TopoError as exc:
         code = exc.exit_code
         print(f"topo: {exc}", file=sys.stderr)

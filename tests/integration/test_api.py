@@ -80,7 +80,7 @@ def test_up_validates_the_file_once_and_starts_the_plan_it_made(
     # again): most of the time up() took.
     # Imported before the patch, so that none of them keeps the patched function.
     from orchestrator.spec import validate
-    from orchestrator.start import detached, prepare
+    from orchestrator.start import prepare
 
     checks: list[str] = []
     real_load, real_popen = validate.load_or_raise, subprocess.Popen
@@ -94,7 +94,7 @@ def test_up_validates_the_file_once_and_starts_the_plan_it_made(
         started.append(argv)
         return real_popen(argv, **kwargs)  # type: ignore[call-overload]
 
-    for module in (validate, prepare, detached):
+    for module in (validate, prepare):  # start/detached.py imports it when it runs
         monkeypatch.setattr(module, "load_or_raise", load)
     monkeypatch.setattr(subprocess, "Popen", popen)
     with orchestrator.up(EXAMPLE, timeout=10, env=no_leftovers.env()) as run:

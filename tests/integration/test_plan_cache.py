@@ -153,3 +153,76 @@ def test_a_kept_plan_that_cannot_be_trusted_is_made_anew(
         assert result.returncode == 0, result.stderr
         assert hellos(result.stdout) == ["a.0 | hello from a.0", "a.1 | hello from a.1"]
         assert json.loads(entry.read_text())["plan"] == doc["plan"]  # written anew
+
+
+def test_topo_up_d_keeps_its_plan_and_runs_a_kept_one_in_place(
+        tmp_path: Path, no_leftovers: Leftovers) -> None:
+    # Detached, the same as in the foreground: the first `topo up -d` checks the file and
+    # keeps the plan, its supervisor exec'd lean; the next one starts from the kept plan,
+    # loads no validator, and its detached child supervises the plan itself.
+    path = topology(tmp_path, """
+        nodes:
+          a:
+            run: tests.nodes.funcs:supervisor_is
+          b:
+            run: tests.nodes.funcs:serve
+            sockets:
+              out: {type: PUSH, bind: "ipc://b-out"}
+    """, name="kept")
+    env = no_leftovers.env()
+    seen = []
+    for _ in range(2):
+        up = subprocess.run([sys.executable, "-X", "importtime", "-m", "orchestrator", "up", "-d",
+                             str(path)], env=env, cwd=REPO, capture_output=True, text=True,
+                            timeout=60, check=False)
+        assert up.returncode == 0, up.stderr
+        assert any("W205" in line for line in said(up.stderr))  # the warning, both times
+        assert up.stdout.strip() == "kept"
+        seen.append(imported(up.stderr))
+        logs = topo(env, "logs", "kept", "a")
+        assert logs.returncode == 0, logs.stderr
+        assert "Traceback" not in (Path(no_leftovers.root) / "kept" / "supervisor.log").read_text()
+        assert topo(env, "down", "kept").returncode == 0
+        seen.append({" ".join(line.split()) for line in logs.stdout.splitlines()})
+    assert "pydantic" in seen[0] and "orchestrator.spec.model" in seen[0]
+    assert seen[1] == {"a.0 | supervisor exec'd, pydantic not loaded"}
+    assert "pydantic" not in seen[2] and "orchestrator.spec.model" not in seen[2]
+    assert seen[3] == {"a.0 | supervisor in place, pydantic not loaded"}
+    assert len(plans(no_leftovers.root)) == 1
+
+
+def test_topo_up_d_of_a_kept_plan_still_finds_its_run_alive(
+        tmp_path: Path, no_leftovers: Leftovers) -> None:
+    path = topology(tmp_path, """
+        nodes:
+          a:
+            run: tests.nodes.funcs:serve
+    """, name="twice")
+    env = no_leftovers.env()
+    assert topo(env, "up", str(path), "--timeout", "0.2").returncode == 124  # plan kept
+    assert plans(no_leftovers.root)
+    first = topo(env, "up", "-d", str(path))
+    assert first.returncode == 0, first.stderr
+    try:
+        again = topo(env, "up", "-d", str(path))
+        assert again.returncode == 1
+        assert "run twice is alive: its supervisor" in again.stderr, again.stderr
+        assert topo(env, "ps", "twice").returncode == 0  # the live run is untouched
+    finally:
+        assert topo(env, "down", "twice").returncode == 0
+
+
+def test_topo_up_d_keeps_no_plan_that_differs_each_time(
+        tmp_path: Path, no_leftovers: Leftovers) -> None:
+    path = topology(tmp_path, """
+        nodes:
+          a:
+            run: tests.nodes.funcs:serve
+            sockets:
+              out: {type: PUSH, bind: "tcp://127.0.0.1:*"}
+    """, name="port")
+    env = no_leftovers.env()
+    for _ in range(2):
+        assert topo(env, "up", "-d", str(path)).returncode == 0
+        assert topo(env, "down", "port").returncode == 0
+    assert plans(no_leftovers.root) == []
