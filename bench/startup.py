@@ -40,7 +40,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -101,43 +100,18 @@ print(time.perf_counter() - t)
 """
 
 
-def send_one(node: Any) -> int:
-    """A run node that sends one message once up, then ends (its message still leaves)."""
-    sock = node.sockets["out"]
-    sock.linger = -1
-    sock.send(b"up")
-    return 0
-
-
-def sink(node: Any) -> int:
-    """Receives one message per sender, then ends."""
-    sock = node.sockets["in"]
-    for _ in range(int(node.params["n"])):
-        sock.recv()
-    return 0
-
-
-def returns(node: Any) -> int:
-    return 0
-
-
-def idle(node: Any) -> int:
-    node.stopping.wait()
-    return 0
-
-
 def files(folder: Path, n: int) -> dict[str, Path]:
     head = f"pythonpath: [{HERE}]\n"
     out = {
         "run": f"""name: s-run-{n}
 {head}nodes:
   sink:
-    run: startup:sink
+    run: bench_nodes:sink
     with: {{n: {n}}}
     sockets:
       in: {{type: PULL, bind: "ipc://sink"}}
   w:
-    run: startup:send_one
+    run: bench_nodes:send_one
     replicas: {n}
     sockets:
       out: {{type: PUSH, connect: sink.in}}
@@ -152,11 +126,11 @@ nodes:
         "idle": f"""name: s-idle-{n}
 {head}nodes:
   hub:
-    run: startup:idle
+    run: bench_nodes:idle
     sockets:
       out: {{type: PUSH, bind: "ipc://hub"}}
   w:
-    run: startup:idle
+    run: bench_nodes:idle
     replicas: {n}
     sockets:
       in: {{type: PULL, connect: hub.out}}
@@ -164,7 +138,7 @@ nodes:
         "one": f"""name: s-one
 {head}nodes:
   n:
-    run: startup:returns
+    run: bench_nodes:returns
 """,
     }
     paths = {}

@@ -44,22 +44,16 @@ from orchestrator.supervisor.supervisor import Replica, Supervisor  # noqa: E402
 PROGRAM = "import time; print('up', flush=True); time.sleep(3600)"
 
 
-def idle(node: Any) -> int:
-    """An idle run node: wait until asked to stop."""
-    node.stopping.wait()
-    return 0
-
-
 def topology(folder: Path, kind: str, n: int) -> Path:
     if kind == "run":
         body = f"""
 nodes:
   sink:
-    run: supervise:idle
+    run: bench_nodes:idle
     sockets:
       pull: {{type: PULL, bind: "ipc://sink"}}
   w:
-    run: supervise:idle
+    run: bench_nodes:idle
     replicas: {n}
     sockets:
       push: {{type: PUSH, connect: sink.pull}}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import signal
-from decimal import Decimal
 
 # Shared with the JSON schema (schema.py), so the two never disagree on what a duration is.
 DURATION_PATTERN = r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$"
@@ -125,6 +124,9 @@ def format_duration(seconds: float) -> str:
 
 def _plain_number(value: float) -> str:
     """The shortest text that reads back as ``value``, without an exponent (1e-05 -> 0.00001)."""
+    # deferred: decimal only for the views that print durations, not in every supervisor
+    from decimal import Decimal
+
     text = format(Decimal(repr(value)), "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")

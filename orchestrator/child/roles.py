@@ -14,7 +14,6 @@ own proxy loop included.
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -172,6 +171,9 @@ def _ticker_params(params: Any) -> tuple[float, int, str | None, str]:
 
 
 def _fields(node: Node, n: int) -> dict[str, object]:
+    # deferred: datetime only in a ticker, not in the supervisor every node is forked from
+    import datetime
+
     now = datetime.datetime.now().strftime("%H:%M:%S.%f")[:-3]
     return {"n": n, "node": node.name, "replica": node.replica, "time": now}
 

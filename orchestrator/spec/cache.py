@@ -26,7 +26,6 @@ ignored and written anew. At most ``KEEP`` entries are kept, the oldest go first
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -38,6 +37,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 from orchestrator import paths
+
+try:  # the built-in SHA-256: hashlib would load OpenSSL's libcrypto first (~3 ms per `topo up`)
+    from _sha256 import sha256
+except ImportError:  # an interpreter without it (3.12 and later call it _sha2)
+    from hashlib import sha256
 
 CACHE_DIR = ".cache"  # in the state folder; `topo ls` and `topo gc` skip dot folders
 KEEP = 256
@@ -120,7 +124,7 @@ class _Entry:
         for f, h in zip(files, hashes, strict=True):
             parts += [f, os.path.realpath(f), h]
         parts += [_code(), _kernel()]
-        key = hashlib.sha256("\0".join(parts).encode()).hexdigest()
+        key = sha256("\0".join(parts).encode()).hexdigest()
         entry = cls(key, paths.state_root(env) / CACHE_DIR, env)
         entry.files, entry.hashes = list(files), hashes
         return entry
@@ -258,7 +262,7 @@ def _hashes(files: Sequence[str]) -> list[str] | None:
         out = []
         for f in files:
             with open(f, "rb") as fh:
-                out.append(hashlib.sha256(fh.read()).hexdigest())
+                out.append(sha256(fh.read()).hexdigest())
         return out
     except OSError:
         return None
