@@ -13,7 +13,7 @@ every copy is gone:
   connected over ipc, prints ``up`` and sleeps; it has no SIGTERM handler, so
   the stop signal ends it at once (as it would most programs);
 - ``topo (command)``: ``topo up -d`` of N command nodes, then ``topo down``;
-  ``topo (run)``: N forked ``run`` nodes (``bench/supervise.py``'s idle node,
+  ``topo (run)``: N forked ``run`` nodes (``bench/bench_nodes.py``'s idle node,
   which stops cleanly through its SIGTERM handler, plus their sink);
 - ``supervisord``: ``numprocs=N``, ``supervisorctl stop all``;
 - ``circus``: ``numprocesses=N``, ``circusctl stop --waiting``;
