@@ -16,6 +16,7 @@ is turning the libyaml event stream into values with positions
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -93,7 +94,9 @@ def best_of(path: Path, runs: int = 3) -> tuple[float, int]:
 
 
 def main(argv: list[str]) -> int:
-    sizes = [int(a) for a in argv] or [1_000, 10_000]
+    parser = argparse.ArgumentParser(description="topo validate of big generated topologies")
+    parser.add_argument("nodes", nargs="*", type=int, help="sizes (default: 1000 10000)")
+    sizes = parser.parse_args(argv).nodes or [1_000, 10_000]
     times: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
