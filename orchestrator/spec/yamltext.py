@@ -12,7 +12,7 @@ sit anywhere; keys are never substituted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import yaml
@@ -34,6 +34,21 @@ _PARSER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_DEPTH = 500
 # Positions an alias may copy, beyond a share of the text's size: stops "billion laughs".
 MAX_ALIAS_ENTRIES = 100_000
+
+
+def _parse(text: str) -> Iterator[Any]:
+    """The parser's events, as ``yaml.parse`` gives them, with one call per event where
+    ``yaml.parse`` makes two (``check_event``, then ``get_event``) under a generator."""
+    parser = _PARSER(text)
+    try:
+        get = parser.get_event
+        while True:
+            ev = get()
+            if ev is None or isinstance(ev, yaml.StreamEndEvent):
+                return
+            yield ev
+    finally:
+        parser.dispose()
 
 
 class YamlError(Exception):
@@ -112,7 +127,7 @@ class EventBuilder:
         stack: list[_Frame] = []
         found, root, documents = False, None, 0
         file, values = self.file, self.values
-        for ev in yaml.parse(text, Loader=_PARSER):
+        for ev in _parse(text):
             if isinstance(ev, yaml.ScalarEvent):
                 if stack and self._plain_text(stack[-1], ev, file, values):
                     continue
