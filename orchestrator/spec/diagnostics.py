@@ -19,7 +19,7 @@ SEVERITIES: dict[str, Severity] = {"E": "error", "W": "warning", "N": "note"}
 class Position(NamedTuple):
     """Where in a file: ordered by file, then line, then column. A tuple, not a frozen
     dataclass: a 10,000-node file makes about 230,000 of them, and a frozen dataclass's
-    ``__init__`` (three ``object.__setattr__``) costs three times a tuple's ``__new__``."""
+    ``__init__`` (three ``object.__setattr__``) takes twice as long (1.36 against 0.70 µs)."""
 
     file: str
     line: int  # 1-based
