@@ -139,10 +139,14 @@ class Watching:
                 if not isinstance(entry, dict):
                     continue
                 v = self.view(r.name, str(name))
+                # A process's counts only grow (``on_started`` zeroes them for the next one),
+                # so a smaller one is stale: the watch thread's answer to a ``stats`` request,
+                # computed just before the main thread's last counts but written after them
+                # (both write to the one channel), or a proxy whose libzmq counts did not come.
                 c = entry.get("counts")
                 if isinstance(c, list) and len(c) == 4:
-                    v.counts = [int(x) for x in c]
-                v.tap_dropped = int(entry.get("tap_dropped", 0))
+                    v.counts = [max(int(x), old) for x, old in zip(c, v.counts, strict=True)]
+                v.tap_dropped = max(int(entry.get("tap_dropped", 0)), v.tap_dropped)
 
     def _answered(self, r: Replica, doc: dict[str, Any]) -> None:
         pending = self._pending.get(str(doc.get("id")))

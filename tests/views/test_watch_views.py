@@ -591,6 +591,30 @@ def test_what_top_sees_of_each_kind_of_node(sup: Sup) -> None:
     assert not Watching.watched(sup.replicas["lonely.0"])
 
 
+def test_a_stale_count_never_lowers_what_a_node_counted(sup: Sup) -> None:
+    # The node's last counts (main thread) and an answer the watch thread computed before
+    # them can reach the channel in either order: the later, smaller one is stale.
+    w, r = sup.watching, sup.replicas["worker.0"]
+
+    def counted(counts: list[int], dropped: int = 0) -> None:
+        w.on_record(r, record(b"S", {"id": "", "sockets": {
+            "in": {"counts": counts, "tap_dropped": dropped}}}))
+
+    def seen() -> list[int]:
+        got = w.sockets_of(r)["in"]
+        return [got[k] for k in ("messages_in", "bytes_in", "messages_out", "bytes_out",
+                                 "tap_dropped")]
+
+    counted([50, 500, 0, 0], 3)  # its last counts
+    counted([44, 440, 0, 0], 2)  # an answer computed before them, written after
+    assert seen() == [50, 500, 0, 0, 3]
+    counted([51, 520, 1, 9], 3)
+    assert seen() == [51, 520, 1, 9, 3]
+    w.on_started(r)  # a new process of the replica counts from zero again
+    counted([2, 20, 0, 0])
+    assert seen() == [2, 20, 0, 0, 0]
+
+
 def test_stats_wait_for_every_node_asked(sup: Sup, channels: dict[str, Node]) -> None:
     w = sup.watching
     answers: list[dict[str, Any]] = []
