@@ -43,6 +43,29 @@ def plans(root: Path) -> list[Path]:
     return sorted((root / ".cache").glob("plan-*.json"))
 
 
+def topo_importing(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`topo ARGS` under ``-X importtime``: its stderr lists every module it imported."""
+    return subprocess.run([sys.executable, "-X", "importtime", "-m", "orchestrator", *args],
+                          env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+SERVE = """
+    nodes:
+      a:
+        run: tests.nodes.funcs:serve
+"""
+
+
+def kept_serving(tmp_path: Path, no_leftovers: Leftovers, name: str) -> tuple[Path, dict[str, str]]:
+    """A file of one node that serves until stopped, its plan kept by a first run."""
+    path = topology(tmp_path, SERVE, name=name)
+    env = no_leftovers.env()
+    assert topo(env, "up", str(path), "--timeout", "0.2").returncode == 124  # plan kept
+    assert plans(no_leftovers.root)
+    return path, env
+
+
 def test_a_file_planned_before_starts_from_its_kept_plan(
         tmp_path: Path, no_leftovers: Leftovers) -> None:
     path = topology(tmp_path, HELLO)
@@ -56,9 +79,7 @@ def test_a_file_planned_before_starts_from_its_kept_plan(
     [entry] = plans(no_leftovers.root)
     assert oct(entry.stat().st_mode & 0o777) == "0o600"
     # the second time, neither the checks nor pydantic were loaded
-    warm = subprocess.run([sys.executable, "-X", "importtime", "-m", "orchestrator", "up",
-                           str(path)], env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=60, check=False)
+    warm = topo_importing(env, "up", str(path))
     assert warm.returncode == 0, warm.stderr
     assert "pydantic" not in imported(warm.stderr)
     assert "orchestrator.spec.model" not in imported(warm.stderr)
@@ -117,14 +138,7 @@ def test_plans_that_differ_each_time_are_not_kept(tmp_path: Path,
 
 
 def test_a_kept_plan_still_finds_its_run_alive(tmp_path: Path, no_leftovers: Leftovers) -> None:
-    path = topology(tmp_path, """
-        nodes:
-          a:
-            run: tests.nodes.funcs:serve
-    """, name="alive")
-    env = no_leftovers.env()
-    assert topo(env, "up", str(path), "--timeout", "0.2").returncode == 124  # plan kept
-    assert plans(no_leftovers.root)
+    path, env = kept_serving(tmp_path, no_leftovers, "alive")
     first = subprocess.Popen([sys.executable, "-m", "orchestrator", "up", str(path)], env=env,
                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
@@ -172,9 +186,7 @@ def test_topo_up_d_keeps_its_plan_and_runs_a_kept_one_in_place(
     env = no_leftovers.env()
     seen = []
     for _ in range(2):
-        up = subprocess.run([sys.executable, "-X", "importtime", "-m", "orchestrator", "up", "-d",
-                             str(path)], env=env, cwd=REPO, capture_output=True, text=True,
-                            timeout=60, check=False)
+        up = topo_importing(env, "up", "-d", str(path))
         assert up.returncode == 0, up.stderr
         assert any("W205" in line for line in said(up.stderr))  # the warning, both times
         assert up.stdout.strip() == "kept"
@@ -193,14 +205,7 @@ def test_topo_up_d_keeps_its_plan_and_runs_a_kept_one_in_place(
 
 def test_topo_up_d_of_a_kept_plan_still_finds_its_run_alive(
         tmp_path: Path, no_leftovers: Leftovers) -> None:
-    path = topology(tmp_path, """
-        nodes:
-          a:
-            run: tests.nodes.funcs:serve
-    """, name="twice")
-    env = no_leftovers.env()
-    assert topo(env, "up", str(path), "--timeout", "0.2").returncode == 124  # plan kept
-    assert plans(no_leftovers.root)
+    path, env = kept_serving(tmp_path, no_leftovers, "twice")
     first = topo(env, "up", "-d", str(path))
     assert first.returncode == 0, first.stderr
     try:
