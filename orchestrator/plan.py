@@ -1,9 +1,9 @@
 """A run's plan: every endpoint, path and environment resolved before the first node starts.
 
-These dataclasses are the contract between the planner (``planner.py``, pure),
-the supervisor (which starts what a plan says) and the node side
-(``node.py``, which builds sockets from a ``ReplicaPlan`` inside the child).
-A plan is JSON-serialisable: the state file and each node's ``TOPO_SPEC``
+These classes (``structs.py``: made as ``dataclasses`` would, for less) are the contract
+between the planner (``planner.py``, pure), the supervisor (which starts what a plan
+says) and the node side (``node.py``, which builds sockets from a ``ReplicaPlan`` inside
+the child). A plan is JSON-serialisable: the state file and each node's ``TOPO_SPEC``
 hold it. ``to_dict`` gives what ``dataclasses.asdict`` would, sharing the plan's
 own mappings instead of deep-copying them (it is only ever dumped): a tenth of the
 time on a plan of 1,000 replicas, which `topo up` writes before every start.
@@ -12,11 +12,12 @@ time on a plan of 1,000 replicas, which `topo up` writes before every start.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.structs import field, struct
 
-@dataclass(frozen=True)
+
+@struct(frozen=True)
 class SocketPlan:
     name: str
     type: str  # upper case, e.g. "ROUTER"
@@ -49,7 +50,7 @@ class SocketPlan:
         return cls(**fields)
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class IpcPlan:
     name: str
     type: str  # msgqueue | shm | semaphore | socketpair | fifo
@@ -73,7 +74,7 @@ class IpcPlan:
         return cls(**fields)
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class ReadyPlan:
     """A node's ``ready:``: exactly one of tcp / ipc / file / log / command, and its timeout."""
 
@@ -86,14 +87,14 @@ class ReadyPlan:
     command: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class BackoffPlan:
     initial: float
     factor: float
     max: float
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class NodePlan:
     """What the supervisor needs of a node beyond its replicas: how it restarts, stops, waits.
 
@@ -127,7 +128,7 @@ class NodePlan:
         return cls(**fields)
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class ReplicaPlan:
     node: str
     replica: int
@@ -168,7 +169,7 @@ class ReplicaPlan:
         return cls(**fields)
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Plan:
     run_id: str
     run_dir: str

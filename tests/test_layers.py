@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "orchestrator"
 # Modules at the top of the package that every layer may use: the exception tree, the
 # plan (what the spec layer hands the supervisor), where runs live, value parsing, and
 # CURVE key files (for `topo up` to make, nodes to read and the validator to check).
-BASE = {"errors", "plan", "paths", "units", "certs"}
+BASE = {"errors", "plan", "paths", "units", "certs", "structs"}
 
 # Which layers each layer may import (besides itself). "front" is the public face and
 # the command line: cli, api, node, pytest_plugin, __init__, __main__.

@@ -23,10 +23,10 @@ import io
 import os
 import socket
 import threading
-from dataclasses import replace
 from typing import Any
 
 from orchestrator.plan import Plan, ReplicaPlan, SocketPlan
+from orchestrator.structs import replace
 
 # Python specialises a function's bytecode once it has run 8 times: 8 rounds leave the
 # nodes' start specialised. The first round takes about 4.5 ms here, each further one about

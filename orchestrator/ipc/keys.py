@@ -14,11 +14,11 @@ import contextlib
 import itertools
 import socket
 from collections.abc import Container, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import IpcError
+from orchestrator.structs import struct
 
 PROC = Path("/proc/sysvipc")
 # topo's resource types -> /proc/sysvipc file, the word a user reads, and the ipcrm flag.
@@ -31,7 +31,7 @@ KEY_LIMIT = 2**31  # keys are a C int; topo keeps to the positive ones (0 is IPC
 _AUTO_TRIES = 1000
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Live:
     """One row of ``/proc/sysvipc/<kind>``: key, id, permission bits and the other columns."""
 

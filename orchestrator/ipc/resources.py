@@ -18,7 +18,6 @@ import os
 import socket
 import stat
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from orchestrator.ipc.keys import (
 )
 from orchestrator.ipc.records import describe, remove_records, summary
 from orchestrator.plan import IpcPlan, Plan, ReplicaPlan
+from orchestrator.structs import field, struct
 
 # The whole IPC API in one place: records live in records.py, keys in keys.py.
 __all__ = ["Resources", "close_objects", "create_all", "describe", "open_from_env",
@@ -48,7 +48,7 @@ _AUTO_RETRIES = 16  # another run may take a free auto key between our look and 
 Record = dict[str, Any]
 
 
-@dataclass
+@struct
 class Resource:
     plan: IpcPlan
     key: int | None = None

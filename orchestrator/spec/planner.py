@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import posixpath
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +40,7 @@ from orchestrator.spec.run_endpoints import (
     free_tcp_port,
 )
 from orchestrator.spec.security import CurveLinks
+from orchestrator.structs import replace
 
 if TYPE_CHECKING:
     from orchestrator.spec.group_run import GroupRun

@@ -17,11 +17,11 @@ the same per link, for `topo explain` and `topo graph`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 from orchestrator.plan import SocketPlan
 from orchestrator.spec.links import Link, resolve
 from orchestrator.spec.model import Topology
+from orchestrator.structs import replace
 
 # The transports CURVE protects; inproc never leaves the process and has no handshake.
 PROTECTED = frozenset({"tcp", "ipc"})

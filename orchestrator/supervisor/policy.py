@@ -17,9 +17,10 @@ exit and returns what to do and the new history. The rules:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal
+
+from orchestrator.structs import field, struct
 
 Mode = Literal["never", "on-failure", "always"]
 
@@ -30,7 +31,7 @@ class Outcome(Enum):
     FAILED = "failed"  # the policy gave up: restarts exhausted, or a failure under `never`
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class RestartPolicy:
     mode: Mode = "on-failure"
     initial: float = 0.1
@@ -53,7 +54,7 @@ class RestartPolicy:
         return min(delay, self.max_delay)
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class History:
     restarts: tuple[float, ...] = ()  # when each restart was decided, within the window
     quick_failures: int = 0  # consecutive quick failures
@@ -63,7 +64,7 @@ class History:
         return len(self.restarts)
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Decision:
     outcome: Outcome
     delay: float = 0.0

@@ -18,15 +18,15 @@ from __future__ import annotations
 import os
 import re
 import socket
-from dataclasses import dataclass
 
 from orchestrator.plan import ReadyPlan
+from orchestrator.structs import struct
 
 RETRY_FIRST = 0.005
 RETRY_MAX = 0.1
 
 
-@dataclass(frozen=True)
+@struct(frozen=True)
 class Probe:
     kind: str  # started | log | tcp | ipc | file | command
     timeout: float = 30.0

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, cast
 
 from orchestrator.plan import NodePlan, Plan, ReplicaPlan
 from orchestrator.runs.procinfo import proc_start
+from orchestrator.structs import field, struct
 from orchestrator.supervisor.policy import History, Mode, RestartPolicy
 from orchestrator.supervisor.readiness import Probe, make_probe
 from orchestrator.supervisor.spawn import Proc
@@ -57,14 +57,14 @@ MOVES: Mapping[Status, frozenset[Status]] = {
 }
 
 
-@dataclass
+@struct
 class Options:
     timeout: float | None = None
     exit_code_from: str | None = None
     abort_on_failure: bool = False
 
 
-@dataclass(eq=False)
+@struct(eq=False)
 class Replica:
     plan: ReplicaPlan
     policy: RestartPolicy

@@ -15,7 +15,6 @@ import os
 import resource
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -24,6 +23,7 @@ from orchestrator.ipc.resources import Resources
 from orchestrator.paths import OUTPUT_LOG
 from orchestrator.plan import Plan
 from orchestrator.runs.folder import remove_run_dir, write_specs
+from orchestrator.structs import struct
 from orchestrator.supervisor.eventloop import EventLoop
 from orchestrator.supervisor.output import JsonPrinter, Printer, use_color
 from orchestrator.supervisor.runready import StartupWatch, progress
@@ -172,7 +172,7 @@ def _supervise(
         return code
 
 
-@dataclass
+@struct
 class Hooks:
     """What callers other than the CLI's foreground run add to a run.
 

@@ -17,9 +17,9 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 from orchestrator.runs.procinfo import child_map, subtree, wait_gone
+from orchestrator.structs import struct
 from orchestrator.supervisor.childsetup import (
     PR_GET_CHILD_SUBREAPER,
     PR_SET_CHILD_SUBREAPER,
@@ -55,7 +55,7 @@ def exit_code(status: int) -> int:
     return 128 - code if code < 0 else code
 
 
-@dataclass
+@struct
 class Proc:
     pid: int
     pidfd: int

@@ -19,9 +19,9 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.structs import field, struct
 from orchestrator.supervisor.ports import Clock, Output
 from orchestrator.supervisor.replica import Replica
 from orchestrator.supervisor.timers import Timer, Timers
@@ -31,7 +31,7 @@ STATS_WAIT = 0.5  # seconds a stats answer waits for slow nodes; their last coun
 Respond = Callable[[dict[str, Any]], None]
 
 
-@dataclass
+@struct
 class _SocketView:
     peers: int = 0
     last: dict[str, Any] | None = None
@@ -39,7 +39,7 @@ class _SocketView:
     tap_dropped: int = 0
 
 
-@dataclass
+@struct
 class _Pending:
     respond: Respond
     waiting: set[str]
