@@ -176,18 +176,20 @@ class Node:
 
 def run_child(
     plan: Plan, replica: ReplicaPlan, target: NodeFunction, ready_fd: int | None,
-    ipc: Mapping[str, Any] | None = None,
+    ipc: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
 ) -> int:
     """Run one node in a freshly forked child; returns its exit status.
 
     Builds the sockets on a new context, then writes ``b"R"`` to ``ready_fd``
     (the node is ready), calls ``target(node)`` and cleans up. A socket that
     cannot be bound or connected is one sentence on stderr and status 1, with
-    no ready byte.
+    no ready byte. ``env``: what of ``replica.env`` the process does not have yet
+    (None: all of it); the supervisor sets what a node's replicas share before it
+    forks them (``launch.py``).
     """
     # The node's `env:` and the TOPO_* variables, as a command node gets them; programs the
     # node starts inherit them too (TOPO_RUN_DIR is how a dead run's strays are found).
-    os.environ.update(replica.env)
+    os.environ.update(replica.env if env is None else env)
     ctx: zmq.Context[Any] = zmq.Context()
     node: Node | None = None
     try:

@@ -42,6 +42,15 @@ _SIG_DFL = int(signal.SIG_DFL)
 _SIGKILL = int(signal.SIGKILL)
 
 
+def signals_to_reset() -> tuple[int, ...]:
+    """The signals a forked child must set back to SIG_DFL: those not at SIG_DFL here.
+
+    Read once per batch of forks, in the parent: each signal a child sets costs it
+    copy-on-write faults (the handler table, the old handler's refcount).
+    """
+    return tuple(s for s in _RESET_SIGNALS if _signal.getsignal(s) != _SIG_DFL)
+
+
 def prctl(option: int, arg: int) -> None:
     # The supervisor's own first call (``set_subreaper``) makes ctypes' function object,
     # which every child then finds made: a child's first call would cost it three times over.
@@ -59,15 +68,18 @@ def prctl_get(option: int) -> int:
 
 def run_function(
     start_child: Callable[[int], int], out_r: int, out_w: int, ready_r: int, ready_w: int,
-    *, parent_pid: int, devnull: int, shared_fds: Set[int],
+    *, parent_pid: int, devnull: int, shared_fds: Set[int], resets: tuple[int, ...],
 ) -> NoReturn:
-    """The forked child of a ``run`` node: set up, call ``start_child``, exit with its code."""
+    """The forked child of a ``run`` node: set up, call ``start_child``, exit with its code.
+
+    ``resets``: ``signals_to_reset()`` of the parent.
+    """
     code = 1
     try:
         os.close(out_r)
         os.close(ready_r)
         child_setup(out_w, keep=(ready_w,), parent_pid=parent_pid, devnull=devnull,
-                    shared_fds=shared_fds)
+                    shared_fds=shared_fds, resets=resets)
         _fresh_stdio()
         gc.enable()
         code = start_child(ready_w)
@@ -120,13 +132,14 @@ def exec_program(
 
 def child_setup(
     out_fd: int, keep: tuple[int, ...], *, parent_pid: int, devnull: int, shared_fds: Set[int],
+    resets: tuple[int, ...] = _RESET_SIGNALS,
 ) -> None:
     os.setpgid(0, 0)
     prctl(PR_SET_PDEATHSIG, _SIGKILL)
     if os.getppid() != parent_pid:
         os._exit(1)  # the supervisor died before the prctl took effect
     _signal.set_wakeup_fd(-1)
-    for sig in _RESET_SIGNALS:
+    for sig in resets:
         _signal.signal(sig, _SIG_DFL)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
     os.dup2(devnull, 0)

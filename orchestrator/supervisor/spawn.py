@@ -27,6 +27,7 @@ from orchestrator.supervisor.childsetup import (
     prctl,
     prctl_get,
     run_function,
+    signals_to_reset,
 )
 from orchestrator.supervisor.guardian import Guardian
 
@@ -123,6 +124,7 @@ class Spawner:
     def _fork_loop(
         self, starts: list[Callable[[int], int]], born: list[tuple[int, int, int] | OSError]
     ) -> None:
+        resets = signals_to_reset()
         for start_child in starts:
             try:
                 out_r, out_w = os.pipe()
@@ -140,7 +142,7 @@ class Spawner:
             if pid == 0:
                 run_function(start_child, out_r, out_w, ready_r, ready_w,
                              parent_pid=self.parent_pid, devnull=self._devnull,
-                             shared_fds=self.shared_fds)
+                             shared_fds=self.shared_fds, resets=resets)
             os.close(out_w)
             os.close(ready_w)
             born.append((pid, out_r, ready_r))

@@ -108,6 +108,28 @@ def test_run_and_command_nodes_finish_and_print_prefixed_lines(
     assert "no node is left to run" in err
 
 
+def test_each_run_node_has_its_own_env_and_the_supervisor_keeps_its(
+        tmp_path: Path, no_leftovers: Leftovers, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The supervisor sets what a node's replicas share around their forks (launch.py):
+    # each replica must still see its own values, in Python and in what it starts, and
+    # the supervisor's own environment must be as it was once they are forked.
+    monkeypatch.setenv("SHARED", "the caller's")
+    path = topology(tmp_path, f"""
+        nodes:
+          a: {{run: "{FUNCS}:env_seen", replicas: 3, restart: never,
+               env: {{COLOR: red, SHARED: a's}}}}
+          b: {{run: "{FUNCS}:env_seen", replicas: 2, restart: never, env: {{COLOR: blue}}}}
+        """)
+    before = dict(os.environ)
+    code, out, err = run_up(path)
+    assert code == 0, err
+    assert dict(os.environ) == before
+    for node, n, color, shared in (("a", 3, "red", "a's"), ("b", 2, "blue", "the caller's")):
+        for i in range(n):
+            seen = f"TOPO_NODE={node},TOPO_REPLICA={i},COLOR={color},SHARED={shared}"
+            assert f"{node}.{i}  | py {seen} sh {seen}\n" in out, out
+
+
 def test_a_failed_node_makes_the_run_fail(tmp_path: Path, no_leftovers: Leftovers) -> None:
     path = topology(tmp_path, f"""
         nodes:
@@ -322,6 +344,26 @@ def test_every_child_gets_its_group_pdeathsig_and_default_signals(
     assert "pgid True pdeathsig 9 spec True stdin b''" in out
     assert "masks.0 | SigBlk:\t0000000000000000" in out
     assert "masks.0 | SigIgn:\t0000000000000000" in out
+
+
+def test_a_forked_node_finds_every_signal_at_its_default_but_its_stop_signal(
+        tmp_path: Path, no_leftovers: Leftovers) -> None:
+    # The supervisor resets in each child only what is not at its default in itself
+    # (childsetup.py's signals_to_reset): here the caller has a handler and an ignore too.
+    old = {s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGQUIT, signal.SIGHUP)}
+    signal.signal(signal.SIGUSR1, lambda *_: None)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+    try:
+        path = topology(tmp_path, f"""
+            nodes:
+              s: {{run: "{FUNCS}:signals_seen", restart: never}}
+            """)
+        code, out, err = run_up(path)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    assert code == 0, out + err
+    assert "s.0  | not default: SIGTERM SigBlk:0000000000000000 SigIgn:0000000000000000" in out
 
 
 def test_an_in_process_run_leaves_the_callers_own_children_alone(

@@ -87,3 +87,29 @@ def count_in(node: Any) -> int:
         node.sockets["in"].recv()
     print(f"{n} in")
     return 0
+
+
+def env_seen(node: Any) -> int:
+    """Prints some variables as Python sees them and as a program the node starts does."""
+    import subprocess
+
+    keys = ("TOPO_NODE", "TOPO_REPLICA", "COLOR", "SHARED")
+    py = ",".join(f"{k}={os.environ.get(k, '')}" for k in keys)
+    sh = subprocess.run(["sh", "-c", ",".join(f"{k}=${k}" for k in keys).join(["echo ", ""])],
+                        capture_output=True, text=True, check=True).stdout.strip()
+    print(f"py {py} sh {sh}")
+    return 0
+
+
+def signals_seen(node: Any) -> int:
+    """Prints which of the signals a child must find at their default are not, and the
+    ignored and blocked sets of the process."""
+    import signal
+
+    names = ("SIGINT", "SIGTERM", "SIGHUP", "SIGCHLD", "SIGPIPE", "SIGQUIT", "SIGUSR1",
+             "SIGUSR2", "SIGXFSZ")
+    changed = [n for n in names if signal.getsignal(getattr(signal, n)) != signal.SIG_DFL]
+    with open("/proc/self/status") as f:
+        masks = [line.split() for line in f if line.startswith(("SigIgn", "SigBlk"))]
+    print("not default:", ",".join(changed), " ".join(f"{k}{v}" for k, v in masks))
+    return 0
