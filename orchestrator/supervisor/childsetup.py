@@ -69,10 +69,11 @@ def prctl_get(option: int) -> int:
 def run_function(
     start_child: Callable[[int], int], out_r: int, out_w: int, ready_r: int, ready_w: int,
     *, parent_pid: int, devnull: int, shared_fds: Set[int], resets: tuple[int, ...],
+    stdio_kept: bool,
 ) -> NoReturn:
     """The forked child of a ``run`` node: set up, call ``start_child``, exit with its code.
 
-    ``resets``: ``signals_to_reset()`` of the parent.
+    ``resets``: ``signals_to_reset()`` of the parent; ``stdio_kept``: its ``keep_stdio()``.
     """
     code = 1
     try:
@@ -80,7 +81,8 @@ def run_function(
         os.close(ready_r)
         child_setup(out_w, keep=(ready_w,), parent_pid=parent_pid, devnull=devnull,
                     shared_fds=shared_fds, resets=resets)
-        _fresh_stdio()
+        if not stdio_kept:
+            _fresh_stdio()
         gc.enable()
         code = start_child(ready_w)
     except SystemExit as exc:
@@ -155,16 +157,28 @@ def child_setup(
                 os.close(fd)
 
 
-def _fresh_stdio() -> None:
-    """New line-buffered sys.stdout / sys.stderr on fds 1 and 2 (the pipe).
+def keep_stdio() -> bool:
+    """In the parent, before it forks: whether its children may keep ``sys.stdout`` and
+    ``sys.stderr``, which it then makes line-buffered itself, once.
 
-    The parent's objects may not write to fd 1 at all (a test runner's capture,
-    a redirect), and their buffers belong to the parent.
+    The usual case (the `topo` command): both are on fds 1 and 2, which a child points at
+    its pipe, and the parent flushed them before the fork. Reconfigured here rather than
+    in each child, where it wrote to pages the child shares with the supervisor. The
+    supervisor's own output goes to their binary buffers, which this does not change.
     """
-    if _on_fd(sys.stdout, 1) and _on_fd(sys.stderr, 2):
-        # The usual case (the `topo` command): the parent flushed them before the fork.
-        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-        return
+    if not (_on_fd(sys.stdout, 1) and _on_fd(sys.stderr, 2)):
+        return False
+    for stream in (sys.stdout, sys.stderr):
+        if not stream.line_buffering:
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    return True
+
+
+def _fresh_stdio() -> None:
+    """New line-buffered sys.stdout / sys.stderr on fds 1 and 2 (the pipe), when the
+    parent's may not write to fd 1 at all (a test runner's capture, a redirect); their
+    buffers belong to the parent.
+    """
     sys.stdout = io.TextIOWrapper(
         io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
         line_buffering=True)

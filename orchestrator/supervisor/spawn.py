@@ -24,6 +24,7 @@ from orchestrator.supervisor.childsetup import (
     PR_GET_CHILD_SUBREAPER,
     PR_SET_CHILD_SUBREAPER,
     exec_program,
+    keep_stdio,
     prctl,
     prctl_get,
     run_function,
@@ -124,7 +125,7 @@ class Spawner:
     def _fork_loop(
         self, starts: list[Callable[[int], int]], born: list[tuple[int, int, int] | OSError]
     ) -> None:
-        resets = signals_to_reset()
+        resets, stdio_kept = signals_to_reset(), keep_stdio()
         for start_child in starts:
             try:
                 out_r, out_w = os.pipe()
@@ -142,7 +143,7 @@ class Spawner:
             if pid == 0:
                 run_function(start_child, out_r, out_w, ready_r, ready_w,
                              parent_pid=self.parent_pid, devnull=self._devnull,
-                             shared_fds=self.shared_fds, resets=resets)
+                             shared_fds=self.shared_fds, resets=resets, stdio_kept=stdio_kept)
             os.close(out_w)
             os.close(ready_w)
             born.append((pid, out_r, ready_r))

@@ -278,6 +278,24 @@ def test_signals_to_topo_up_leave_nothing(
     assert topo.finish() == code, topo.err.decode()
 
 
+def test_a_forked_nodes_lines_come_as_printed_not_when_it_ends(
+        tmp_path: Path, no_leftovers: Leftovers) -> None:
+    # Line-buffered: the supervisor of a `topo` command makes its own stdout and stderr so
+    # before it forks (childsetup.keep_stdio), and the nodes keep them.
+    path = topology(tmp_path, f"""
+        nodes:
+          w: {{run: "{FUNCS}:say_then_wait", replicas: 2}}
+        """)
+    env = no_leftovers.env()
+    env.pop("PYTHONUNBUFFERED", None)  # it would unbuffer every stream: nothing left to test
+    topo = TopoProcess([str(path)], env)
+    for i in range(2):
+        topo.wait_for(rf"w\.{i} +\| out line of {i}\n")
+        topo.wait_for(rf"w\.{i} +\| err line of {i}\n")
+    topo.proc.send_signal(signal.SIGINT)
+    assert topo.finish() == 130, topo.err.decode()
+
+
 def test_two_runs_of_one_file_side_by_side(tmp_path: Path, no_leftovers: Leftovers) -> None:
     path = topology(tmp_path, SERVING)
     one = TopoProcess([str(path), "-p", "one"], no_leftovers.env())

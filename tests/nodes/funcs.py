@@ -113,3 +113,11 @@ def signals_seen(node: Any) -> int:
         masks = [line.split() for line in f if line.startswith(("SigIgn", "SigBlk"))]
     print("not default:", ",".join(changed), " ".join(f"{k}{v}" for k, v in masks))
     return 0
+
+
+def say_then_wait(node: Any) -> int:
+    """A line on stdout and one on stderr, neither flushed, then wait to be stopped."""
+    print(f"out line of {node.replica}")
+    print(f"err line of {node.replica}", file=sys.stderr)
+    node.stopping.wait()
+    return 0
