@@ -15,7 +15,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from orchestrator.errors import TopoError, UsageError
 
@@ -39,10 +39,38 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = ("validate", "schema", "graph", "explain", "up", "down", "ps", "top", "tap", "ls",
+            "logs", "keys", "export", "gc", "restart")
+
+
+class _Skipped:
+    """What ``build_parser(command)`` makes of the other commands' parsers: nothing."""
+
+    def add_argument(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def add_subparsers(self, *args: object, **kwargs: object) -> _Skipped:
+        return self
+
+    def add_parser(self, *args: object, **kwargs: object) -> _Skipped:
+        return self
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or, given the ``command`` the arguments name, one that knows only
+    that command: each subcommand's parser costs ~0.4 ms of gettext look-ups to make (8 ms
+    for all 16, on every call of `topo`)."""
     parser = _Parser(prog="topo", description="Declarative topologies for ZeroMQ and Unix IPC.")
     parser.add_argument("--version", action=_VersionAction)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    class _Sub:
+        @staticmethod
+        def add_parser(name: str, **kwargs: Any) -> Any:
+            return (subparsers.add_parser(name, **kwargs) if command in (None, name)
+                    else _Skipped())
+
+    sub = _Sub()
 
     p = sub.add_parser("validate", help="check topology files before anything runs")
     p.add_argument("files", nargs="+", metavar="FILE")
@@ -241,8 +269,10 @@ def run() -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else list(argv)
+    named = words[0] if words and words[0] in COMMANDS else None
     try:
-        args = _parse(build_parser(), argv)
+        args = _parse(build_parser(named), argv)
         if args.command is None:
             build_parser().print_help()
             return 2

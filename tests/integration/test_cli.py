@@ -254,3 +254,39 @@ def test_an_argument_error_names_the_program_once(
     assert code == 2 and out == ""
     assert err.startswith(first_line), err
     assert "topo: topo" not in err
+
+
+# Each command's arguments, as the tests and the docs use them: the parser that knows only
+# that command must read them as the whole parser does.
+ARGVS = [
+    ["validate", "a.yaml", "--strict", "--format", "json"], ["schema"],
+    ["graph", "a.yaml", "--format", "dot"], ["explain", "a.yaml"],
+    ["up", "a.yaml", "-d", "-p", "r", "--timeout", "2s", "--allow", "k", "--group", "g"],
+    ["down", "r"], ["ps", "--json"], ["top", "r", "--once"], ["tap", "r", "n.s", "--count", "3"],
+    ["ls"], ["logs", "r", "--tail", "5", "w"], ["keys", "r", "n"],
+    ["export", "kubernetes", "a.yaml", "--image", "i", "-o", "out"], ["gc"],
+    ["restart", "r", "w", "c.0"],
+]
+
+
+def test_the_commands_named_are_the_parsers_commands() -> None:
+    from orchestrator.cli import COMMANDS, build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert sorted(sub.choices or {}) == sorted(COMMANDS) == sorted(a[0] for a in ARGVS)
+
+
+@pytest.mark.parametrize("argv", ARGVS, ids=lambda a: a[0])
+def test_a_parser_of_one_command_reads_it_as_the_whole_parser(argv: list[str]) -> None:
+    from orchestrator.cli import _parse, build_parser
+
+    assert _parse(build_parser(argv[0]), argv) == _parse(build_parser(), argv)
+
+
+def test_a_mistyped_command_still_names_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "stat", "r")
+    assert code == 2 and "invalid choice: 'stat'" in err and "'ps'" in err
+    with pytest.raises(SystemExit) as exited:  # (run() of the program makes it the status)
+        main(["down", "--help"])
+    assert exited.value.code == 0 and capsys.readouterr().out.startswith("usage: topo down")
