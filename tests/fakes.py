@@ -43,6 +43,7 @@ class FakeSpawner(SpawnerLike):
         self.signals: list[tuple[int, int]] = []  # (pgid, signal)
         self.gone: list[int] = []
         self.fail_exec = False  # exec_commands / exec_command fail as fork() would with EAGAIN
+        self.fail_fork = False  # fork_functions too
 
     @property
     def kinds(self) -> list[tuple[str, int]]:
@@ -55,6 +56,8 @@ class FakeSpawner(SpawnerLike):
         return Proc(self.next_pid, -1)
 
     def fork_functions(self, starts: list[Callable[[int], int]]) -> list[Proc | OSError]:
+        if self.fail_fork:
+            return [OSError(11, "Resource temporarily unavailable") for _ in starts]
         return [self._proc("fork") for _ in starts]
 
     def exec_commands(

@@ -79,6 +79,9 @@ class Supervisor:
         self._starting = False  # _start_eligible is looping (further up the stack)
         self.stopping = False
         self.done = False
+        # How many replicas are finished (exited or failed for good), kept by _step: the
+        # run is over only once all are, which is then looked at, not after every event.
+        self.finished = sum(r.status.terminal for r in self.replicas.values())
         self.code: int | None = None
 
     # -- events --------------------------------------------------------------------------------
@@ -214,7 +217,7 @@ class Supervisor:
             r.started_at = now
             r.not_ready = False
             if isinstance(proc, OSError):
-                r.move(Status.STARTING)  # and at once, below, the way of any exit
+                self._step(r, Status.STARTING)  # and at once, below, the way of any exit
                 failed.append((r, proc))
                 continue
             r.proc = proc
@@ -286,7 +289,11 @@ class Supervisor:
 
     # -- the end of the run ----------------------------------------------------------------------
     def _end_if_over(self) -> None:
-        over = None if self.stopping else run_over(self.options, self.nodes)
+        if self.stopping or (self.options.exit_code_from is None
+                             and self.finished < len(self.replicas)):
+            return  # (run_over would look at every replica to say so: this is called
+            # after every start, ready and exit, and a run of 1,000 made it quadratic)
+        over = run_over(self.options, self.nodes)
         if over is not None:
             self._begin_shutdown(*over)
 
@@ -317,8 +324,13 @@ class Supervisor:
 
     # -- plumbing --------------------------------------------------------------------------------
     def _move(self, r: Replica, to: Status, **fields: object) -> None:
-        r.move(to)
+        self._step(r, to)
         self.printer.record(_EVENT.get(to, to.value), r.name, **fields)
+
+    def _step(self, r: Replica, to: Status) -> None:
+        before = r.status.terminal
+        r.move(to)
+        self.finished += to.terminal - before
 
     def _changed(self) -> None:
         if self.on_change is not None:

@@ -11,6 +11,8 @@ import signal
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from orchestrator.supervisor.supervisor import Status
 from tests.supervisor.harness import RUN, advance, build, pid_of
@@ -238,3 +240,43 @@ def test_no_timer_is_pending_when_nothing_waits() -> None:
     sup.start()
     sup.on_ready(101)
     assert sup.next_deadline() is None  # the loop then sleeps until an fd wakes it
+
+
+# -- the end of a run, whatever happened before it -------------------------------------------------
+
+NODES = st.fixed_dictionaries({
+    "restart": st.sampled_from(["never", "on-failure", "always"]),
+    "replicas": st.integers(1, 3), "max_restarts": st.integers(0, 2),
+    "backoff": st.sampled_from(["0s", "50ms"])})
+EVENTS = st.lists(st.tuples(st.sampled_from(["ready", "exit", "time", "restart", "nofork"]),
+                            st.integers(0, 8), st.sampled_from([0, 1, 2])), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(a=NODES, b=NODES, b_needs_a=st.booleans(), events=EVENTS)
+def test_the_run_ends_as_soon_as_nothing_is_left_to_run(
+        a: dict[str, object], b: dict[str, object], b_needs_a: bool,
+        events: list[tuple[str, int, int]]) -> None:
+    # The supervisor counts its finished replicas instead of looking at all of them after
+    # every event: the count must stay true, and the run must still end the moment
+    # run_over says it is over.
+    from orchestrator.supervisor.shutdown import run_over
+
+    sup, sp, clock, _ = build({"a": {**RUN, **a},
+                               "b": {**RUN, **b, "depends_on": ["a"] if b_needs_a else []}})
+    sup.start()
+    for kind, which, code in events:
+        live = sorted(sup.by_pid)
+        sp.fail_fork = kind == "nofork" or (kind == "restart" and code == 2)  # (its starts)
+        if kind in ("time", "nofork"):
+            advance(sup, clock, 0.05 * (which + 1))
+        elif kind == "restart":
+            sup.restart([sorted(sup.replicas)[which % len(sup.replicas)]])
+        elif live:
+            pid = live[which % len(live)]
+            if kind == "ready":
+                sup.on_ready(pid)
+            else:
+                sup.on_exit(pid, code)
+        assert sup.finished == sum(r.status.terminal for r in sup.replicas.values())
+        assert sup.stopping or run_over(sup.options, sup.nodes) is None
