@@ -12,11 +12,11 @@ handled in ``stopsignal.py``.
 
 from __future__ import annotations
 
+import _signal  # the C module under `signal`: plain ints
 import atexit
 import contextlib
 import json
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -157,7 +157,9 @@ class Node:
 
     def _arm(self, signum: int) -> None:
         """Handle the stop signal from now on: set ``stopping``, interrupt while armed."""
-        signal.signal(signum, self._on_stop)
+        # ``_signal``'s, not ``signal.signal``: that one makes enum members of the numbers,
+        # which a forked node would do for the first time here.
+        _signal.signal(signum, self._on_stop)
         self._armed = True
         self._unwatch = watch_stop(self.stopping, signum, self.watch)
 

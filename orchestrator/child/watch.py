@@ -38,6 +38,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
 import zmq
@@ -243,6 +244,20 @@ class Taps:
 
     def close(self) -> None:
         self.set([])
+
+
+def stats_record(rid: str, stats: dict[str, dict[str, Any]]) -> bytes:
+    """``S`` and the JSON of ``{"id": rid, "sockets": stats}`` (``Watch.stats``), compact.
+
+    Put together here rather than by ``json.dumps``, whose encoder a node would make and
+    run for the first time as it ends (every node sends its last counts): ~190 us and 22
+    copy-on-write faults of each forked node, against ~40 us. Strings are quoted by
+    json's own C function.
+    """
+    sockets = ",".join(
+        f'{_quote(name)}:{{"counts":[{",".join(map(str, entry["counts"]))}],'
+        f'"tap_dropped":{int(entry["tap_dropped"])}}}' for name, entry in stats.items())
+    return f'S{{"id":{_quote(rid)},"sockets":{{{sockets}}}}}'.encode()
 
 
 def counts(sock: zmq.Socket[Any]) -> list[int]:
@@ -610,9 +625,7 @@ class Watch:
         if not data:
             return False
         if data[:1] == b"S":
-            self._write(b"S" + json.dumps({"id": data[1:].decode(errors="replace"),
-                                           "sockets": self.stats()},
-                                          separators=(",", ":")).encode())
+            self._write(stats_record(data[1:].decode(errors="replace"), self.stats()))
         elif data[:1] == b"T":
             request = json.loads(data[1:])
             self.set_taps(str(request["socket"]), [str(e) for e in request["taps"]])
@@ -624,8 +637,7 @@ class Watch:
         """The node's last counts, from its main thread as it ends (libzmq's proxy, ended
         already, is not asked)."""
         self.proxy_in_c = False
-        self._write(b"S" + json.dumps({"id": "", "sockets": self.stats()},
-                                      separators=(",", ":")).encode())
+        self._write(stats_record("", self.stats()))
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per socket: messages and bytes in and out, and what its taps dropped."""

@@ -782,3 +782,19 @@ def test_stats_and_tap_requests_over_the_channel(pair: Pair) -> None:
         pair.watch.channel = None
         mine.close()
         theirs.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(rid=st.text(max_size=6), stats=st.dictionaries(
+    st.text(min_size=1, max_size=8),
+    st.builds(lambda c, t: {"counts": c, "tap_dropped": t},  # (Watch.stats's order)
+              st.lists(st.integers(0, 2**70), min_size=4, max_size=4), st.integers(0, 2**40)),
+    max_size=4))
+def test_a_stats_record_is_what_json_dumps_would_say(
+        rid: str, stats: dict[str, dict[str, Any]]) -> None:
+    # Written by hand for speed (a node's last counts): it must read back as json's.
+    record = watch.stats_record(rid, stats)
+    assert record[:1] == b"S"
+    assert json.loads(record[1:]) == {"id": rid, "sockets": stats}
+    assert record == b"S" + json.dumps({"id": rid, "sockets": stats},
+                                       separators=(",", ":")).encode()
