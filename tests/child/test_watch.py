@@ -759,7 +759,7 @@ def test_stats_and_tap_requests_over_the_channel(pair: Pair) -> None:
         ep = where(pull)
         theirs.send(b"T" + json.dumps({"socket": "b", "taps": [ep], "id": "9"}).encode())
         assert w._command() is True
-        assert theirs.recv(1 << 16) == b'A{"id": "9"}'
+        assert theirs.recv(1 << 16) == b'A{"id":"9"}'
         assert type(pair.b) is TappedSocket
         theirs.send(b"T" + json.dumps({"socket": "b", "taps": [], "id": ""}).encode())
         assert w._command() is True
@@ -798,3 +798,22 @@ def test_a_stats_record_is_what_json_dumps_would_say(
     assert json.loads(record[1:]) == {"id": rid, "sockets": stats}
     assert record == b"S" + json.dumps({"id": rid, "sockets": stats},
                                        separators=(",", ":")).encode()
+
+
+SENT = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                 max_size=3),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(obj=SENT)
+def test_compact_says_what_json_dumps_says(obj: Any) -> None:
+    # Every event and count a node sends goes through it.
+    assert watch.compact(obj) == json.dumps(obj, separators=(",", ":"))
+
+
+def test_compact_refuses_what_it_does_not_know() -> None:
+    with pytest.raises(TypeError, match="float is not sent"):
+        watch.compact({"x": 1.5})
