@@ -191,7 +191,10 @@ def run_child(
     """
     # The node's `env:` and the TOPO_* variables, as a command node gets them; programs the
     # node starts inherit them too (TOPO_RUN_DIR is how a dead run's strays are found).
-    os.environ.update(replica.env if env is None else env)
+    # Item by item: ``update`` is MutableMapping's, whose ABC check writes to shared pages.
+    environ = os.environ
+    for key, value in (replica.env if env is None else env).items():
+        environ[key] = value
     ctx: zmq.Context[Any] = zmq.Context()
     node: Node | None = None
     try:

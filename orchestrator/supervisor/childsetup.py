@@ -151,10 +151,13 @@ def child_setup(
     # pipe (its EOF must mean "supervisor gone"), the wake-up pipe, epoll and the like.
     # The many per-child pidfds and pipe read ends are close-on-exec and harmless in a
     # forked child; closing them all made each fork O(replicas).
-    for fd in shared_fds | {out_fd}:
+    # (try/except, not contextlib.suppress: no object made per fd in every forked child)
+    for fd in (*shared_fds, out_fd):
         if fd > 2 and fd not in keep:
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 - (see above)
                 os.close(fd)
+            except OSError:
+                pass
 
 
 def keep_stdio() -> bool:
