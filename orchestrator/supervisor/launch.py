@@ -108,5 +108,5 @@ def _by_node(replicas: Sequence[Replica]) -> list[list[Replica]]:
 
 def _shared(envs: Sequence[Mapping[str, str]]) -> dict[str, str]:
     """The variables every env has, with the first one's values (the rest may differ)."""
-    first = envs[0]
-    return {k: v for k, v in first.items() if all(k in e for e in envs[1:])}
+    first, others = envs[0], envs[1:]
+    return {k: v for k, v in first.items() if all(k in e for e in others)}
