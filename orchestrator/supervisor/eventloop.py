@@ -1,12 +1,18 @@
 """The supervisor's real event loop: epoll over pidfds, pipes and the signal wake-up fd.
 
-It sleeps in ``select`` until a child exits (its pidfd turns readable), a node
+It sleeps in ``epoll`` until a child exits (its pidfd turns readable), a node
 writes output or its ready byte, a signal arrives, or the supervisor's next
 deadline (backoff, stop_timeout, --timeout, readiness) comes. There is no
 fixed polling interval: with nothing pending, the timeout is infinite.
 
 Signal handlers only enqueue the signal number; the loop hands it to the
 supervisor (``on_signal``).
+
+``select.epoll`` itself, not ``selectors``: a run node has three fds watched (its
+pidfd, output pipe and channel), each registered and unregistered once per process,
+and ``selectors`` makes a key object and looks the fd up again for every call (a
+sixth of the supervisor's time while 200 nodes start, by py-spy; and a run of
+1,000 nodes kept 3,000 such keys, in the pages every node shares).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import selectors
+import select
 import signal
 from collections.abc import Callable, Iterator
 
@@ -58,9 +64,12 @@ class EventLoop:
         self.spawner = spawner
         self.reap_orphans = reap_orphans  # only when every child of this process is ours
         self.before_wait = before_wait
-        self.sel = selectors.EpollSelector()
-        spawner.private_fds.add(self.sel.fileno())
-        spawner.shared_fds.add(self.sel.fileno())
+        self._epoll = select.epoll()  # close-on-exec
+        # What each watched fd is: (kind, pid), a new tuple per registration, so that an
+        # event for an fd closed and reused within one batch is told apart (``run``).
+        self._watched: dict[int, tuple[str, int]] = {}
+        spawner.private_fds.add(self._epoll.fileno())
+        spawner.shared_fds.add(self._epoll.fileno())
         self.procs: dict[int, Proc] = {}
         self.names: dict[int, str] = {}
         self.readers: dict[int, Callable[[int], None]] = {}
@@ -69,7 +78,7 @@ class EventLoop:
     def add_reader(self, fd: int, callback: Callable[[int], None]) -> None:
         """Call ``callback(fd)`` whenever ``fd`` is readable (the control channel's sockets)."""
         self.readers[fd] = callback
-        self.sel.register(fd, selectors.EVENT_READ, ("reader", fd))
+        self._register(fd, "reader", fd)
         self.spawner.shared_fds.add(fd)  # a forked node must not hold it
 
     def remove_reader(self, fd: int) -> None:
@@ -81,13 +90,13 @@ class EventLoop:
     def watch(self, proc: Proc, name: str) -> None:
         self.procs[proc.pid] = proc
         self.names[proc.pid] = name
-        self.sel.register(proc.pidfd, selectors.EVENT_READ, ("exit", proc.pid))
+        self._register(proc.pidfd, "exit", proc.pid)
         if proc.out_fd is not None:
             os.set_blocking(proc.out_fd, False)
-            self.sel.register(proc.out_fd, selectors.EVENT_READ, ("out", proc.pid))
+            self._register(proc.out_fd, "out", proc.pid)
         if proc.ready_fd is not None:
             os.set_blocking(proc.ready_fd, False)
-            self.sel.register(proc.ready_fd, selectors.EVENT_READ, ("ready", proc.pid))
+            self._register(proc.ready_fd, "ready", proc.pid)
 
     # -- the loop ---------------------------------------------------------------------
     def run(self) -> int:
@@ -96,7 +105,7 @@ class EventLoop:
         with capture_signals(signals, queue) as wake_fd:
             self.spawner.private_fds.add(wake_fd)
             self.spawner.shared_fds.add(wake_fd)
-            self.sel.register(wake_fd, selectors.EVENT_READ, ("signal", 0))
+            self._register(wake_fd, "signal", 0)
             try:
                 self.sup.start()
                 while not self.sup.done:
@@ -108,13 +117,16 @@ class EventLoop:
                         self.before_wait()
                     deadline = self.sup.next_deadline()
                     timeout = None if deadline is None else max(0.0, deadline - self.sup.clock())
-                    for key, _ in self.sel.select(timeout):
+                    watched = self._watched
+                    # (Rounded up to a millisecond by epoll: no busy loop before a deadline.)
+                    batch = [(fd, watched.get(fd)) for fd, _ in self._epoll.poll(timeout)]
+                    for fd, entry in batch:
                         # An earlier event of this batch may have closed (and reused) this fd.
-                        if self.sel.get_map().get(key.fd) is key:
-                            self._dispatch(key)
+                        if entry is not None and watched.get(fd) is entry:
+                            self._dispatch(fd, *entry)
                     self.sup.fire_timers()
             finally:
-                self.sel.unregister(wake_fd)
+                self._unregister(wake_fd)
                 self.spawner.private_fds.discard(wake_fd)
                 self.spawner.shared_fds.discard(wake_fd)
         assert self.sup.code is not None
@@ -123,13 +135,13 @@ class EventLoop:
     def close(self) -> None:
         for fd in list(self.readers):
             self.remove_reader(fd)  # their owner closes them
-        for key in list(self.sel.get_map().values()):
-            self._unregister(key.fd)
-            self.spawner.close_fd(key.fd)
+        for fd in list(self._watched):
+            self._unregister(fd)
+            self.spawner.close_fd(fd)
         self.procs.clear()
-        self.spawner.private_fds.discard(self.sel.fileno())
-        self.spawner.shared_fds.discard(self.sel.fileno())
-        self.sel.close()
+        self.spawner.private_fds.discard(self._epoll.fileno())
+        self.spawner.shared_fds.discard(self._epoll.fileno())
+        self._epoll.close()
 
     def _drain_signals(self, queue: collections.deque[int]) -> None:
         while queue:
@@ -141,21 +153,20 @@ class EventLoop:
             else:
                 self.sup.on_signal(signum)
 
-    def _dispatch(self, key: selectors.SelectorKey) -> None:
-        what, pid = key.data
+    def _dispatch(self, fd: int, what: str, pid: int) -> None:
         if what == "signal":
             with contextlib.suppress(BlockingIOError):
-                os.read(key.fd, 512)  # the queue, not these bytes, says which signals
+                os.read(fd, 512)  # the queue, not these bytes, says which signals
         elif what == "exit":
             code = self.spawner.reap(pid)
             if code is not None:
                 self._exited(pid, code)
             else:  # reaped already (SIGCHLD path) or a spurious wake-up: stop watching it
-                self._unregister(key.fd)
+                self._unregister(fd)
         elif what == "ready":
             self._read_ready(pid)
         elif what == "out":
-            self._read_out(pid, key.fd)
+            self._read_out(pid, fd)
         elif what == "reader":
             self.readers[pid](pid)
 
@@ -215,6 +226,11 @@ class EventLoop:
             if not until_eagain:
                 return
 
+    def _register(self, fd: int, what: str, pid: int) -> None:
+        self._epoll.register(fd, select.EPOLLIN)
+        self._watched[fd] = (what, pid)
+
     def _unregister(self, fd: int) -> None:
-        with contextlib.suppress(KeyError, ValueError):
-            self.sel.unregister(fd)
+        if self._watched.pop(fd, None) is not None:
+            with contextlib.suppress(OSError):  # closed already: epoll forgot it by itself
+                self._epoll.unregister(fd)

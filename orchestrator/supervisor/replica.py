@@ -111,14 +111,21 @@ class Replica:
 def replicas_of(plan: Plan) -> list[Replica]:
     """A waiting replica for each of the plan's, with its node's policy and readiness."""
     out = []
+    # Both are frozen: a node's replicas share one of each, not one per replica each in
+    # the pages every forked node maps (and a log probe's pattern compiled once).
+    made: dict[tuple[str, str], tuple[RestartPolicy, Probe, float]] = {}
     for rp in plan.replicas:
-        node = plan.nodes[rp.node]
-        if rp.kind == "command":
-            probe = make_probe(node.ready, cwd=rp.cwd, run_dir=plan.run_dir)
-        else:  # ready when its b"R" arrives; `ready:` may only bound the wait
-            probe = Probe("ready-byte", node.ready.timeout if node.ready else float("inf"))
-        out.append(Replica(rp, policy_of(node), probe, stop_signal=int(rp.stop_signal),
-                           stop_timeout=float(node.stop_timeout)))
+        shared = made.get((rp.node, rp.cwd))
+        if shared is None:
+            node = plan.nodes[rp.node]
+            if rp.kind == "command":
+                probe = make_probe(node.ready, cwd=rp.cwd, run_dir=plan.run_dir)
+            else:  # ready when its b"R" arrives; `ready:` may only bound the wait
+                probe = Probe("ready-byte", node.ready.timeout if node.ready else float("inf"))
+            shared = made[rp.node, rp.cwd] = (policy_of(node), probe, float(node.stop_timeout))
+        policy, probe, stop_timeout = shared
+        out.append(Replica(rp, policy, probe, stop_signal=int(rp.stop_signal),
+                           stop_timeout=stop_timeout))
     return out
 
 

@@ -62,6 +62,26 @@ def test_a_crash_loop_backs_off_and_then_fails() -> None:
     assert "failed (3 restart(s) within 60s" in out.text
 
 
+def test_a_nodes_replicas_share_its_policy_but_each_backs_off_on_its_own() -> None:
+    sup, sp, clock, out = build({"a": {**RUN, "replicas": 2, "backoff": "100ms"},
+                                 "b": {**RUN, "max_restarts": 1}})
+    a0, a1, b0 = (sup.replicas[n] for n in ("a.0", "a.1", "b.0"))
+    assert a0.policy is a1.policy and a0.probe is a1.probe  # frozen: one per node
+    assert b0.policy.max_restarts == 1 and a0.policy.max_restarts == 5
+    sup.start()
+    for _ in range(2):  # a.0 fails quickly twice; a.1 never does
+        sup.on_exit(pid_of(sup, "a.0"), 2)
+        deadline = sup.next_deadline()
+        assert deadline is not None
+        advance(sup, clock, deadline - clock.t)
+    assert a0.restarts == 2 and a0.history.quick_failures == 2
+    assert a1.restarts == 0 and a1.history.quick_failures == 0
+    sup.on_exit(pid_of(sup, "a.1"), 2)
+    deadline = sup.next_deadline()
+    assert deadline is not None
+    assert round(deadline - clock.t, 6) == 0.1  # a.1's first backoff, not a.0's third
+
+
 def test_depends_on_waits_for_every_replica_to_be_ready() -> None:
     sup, sp, clock, _ = build({"a": {**RUN, "replicas": 2}, "b": {**RUN, "depends_on": ["a"]}})
     sup.start()
