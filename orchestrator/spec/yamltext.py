@@ -61,20 +61,27 @@ class YamlError(Exception):
 
 
 class _Frame:
-    __slots__ = ("is_map", "value", "path", "key", "key_pos", "merges", "anchor", "log_start",
-                 "merge_seq")
+    __slots__ = ("is_map", "value", "path", "key", "key_path", "key_pos", "merges", "anchor",
+                 "log_start", "merge_seq")
 
-    def __init__(self, is_map: bool, path: PathKey, anchor: str | None, log_start: int):
+    def __init__(self, is_map: bool, path: PathKey, anchor: str | None, log_start: int,
+                 pos: Position):
         self.is_map = is_map
         self.value: Any = {} if is_map else []
         self.path = path
         self.key: Any = _NO_KEY  # mapping: the key waiting for its value
-        self.key_pos: Position | None = None
-        self.merges: list[Any] = []
+        # That key's path, made once: its value is recorded under the same tuple.
+        self.key_path: PathKey = path
+        self.key_pos = pos
+        self.merges: list[Any] | None = None  # made on the first `<<`: most mappings have none
         self.anchor = anchor
         self.log_start = log_start
         self.merge_seq = False
 
+
+# ``Position(...)`` goes through the named tuple's ``__new__``, a Python function; making the
+# tuple directly takes half as long, and a 10,000-node file has 180,000 positions.
+_new_position = tuple.__new__
 
 _NO_KEY = object()
 _MERGE_KEY = object()
@@ -95,9 +102,10 @@ class EventBuilder:
         self._alias_budget = MAX_ALIAS_ENTRIES
         self._fixups: list[Fixup] = []
         self._merges: list[Merge] = []
+        self._tags: dict[str, str] = {}  # plain text -> its implicit tag (``_resolve``)
 
     def pos(self, mark: Any) -> Position:
-        return Position(self.file, mark.line + 1, mark.column + 1)
+        return _new_position(Position, (self.file, mark.line + 1, mark.column + 1))
 
     def load(self, text: str, environ: Mapping[str, str]) -> tuple[bool, Any]:
         """(found a document, its value). Raises YamlError."""
@@ -125,42 +133,52 @@ class EventBuilder:
 
     def _events(self, text: str) -> tuple[bool, Any]:
         stack: list[_Frame] = []
+        top: _Frame | None = None  # stack[-1], the mapping or sequence being read
         found, root, documents = False, None, 0
         file, values = self.file, self.values
+        scalar, start, end = yaml.ScalarEvent, yaml.CollectionStartEvent, yaml.CollectionEndEvent
         for ev in _parse(text):
-            if isinstance(ev, yaml.ScalarEvent):
-                if stack and self._plain_text(stack[-1], ev, file, values):
+            if isinstance(ev, scalar):
+                if top is not None and self._plain_text(top, ev, file, values):
                     continue
                 path = self._child_path(stack)
                 pos = self.pos(ev.start_mark)
-                value, fix = self._scalar(ev, pos, path, key=bool(stack) and stack[-1].is_map
-                                          and stack[-1].key is _NO_KEY)
+                value, fix = self._scalar(ev, pos, path, key=top is not None and top.is_map
+                                          and top.key is _NO_KEY)
                 if ev.anchor:
                     self._anchors[ev.anchor] = (value, [], fix)
                 found, root = self._add(stack, value, pos, path, fix, root)
-            elif isinstance(ev, yaml.CollectionStartEvent):  # a mapping or a sequence
+            elif isinstance(ev, start):  # a mapping or a sequence
                 if len(stack) >= MAX_DEPTH:
                     raise YamlError(self.pos(ev.start_mark), "YAML nesting is too deep",
                                     f"a topology nests a few levels deep, never {MAX_DEPTH}")
                 path = self._child_path(stack)
-                self._record(self.values, path, self.pos(ev.start_mark))
+                pos = self.pos(ev.start_mark)
+                self._record(values, path, pos)
                 if ev.anchor:
                     self._open_anchors += 1
                     if self._log is None:
                         self._log = []
                 frame = _Frame(isinstance(ev, yaml.MappingStartEvent), path, ev.anchor,
-                               len(self._log) if self._log is not None else 0)
-                if stack and stack[-1].is_map and stack[-1].key is _MERGE_KEY and not frame.is_map:
-                    frame.merge_seq, frame.path = True, stack[-1].path
-                frame.key_pos = self.pos(ev.start_mark)
+                               len(self._log) if self._log is not None else 0, pos)
+                if top is not None and top.is_map and top.key is _MERGE_KEY and not frame.is_map:
+                    frame.merge_seq, frame.path = True, top.path
                 stack.append(frame)
-            elif isinstance(ev, yaml.CollectionEndEvent):
+                top = frame
+            elif isinstance(ev, end):
                 frame = stack.pop()
+                top = stack[-1] if stack else None
                 if frame.merges:
                     self._merges.append((frame.value, frame.merges))
                 if frame.anchor:
                     self._end_anchor(frame)
-                found, root = self._add(stack, frame.value, frame.key_pos, frame.path, None, root)
+                if top is not None and top.is_map and isinstance(top.key, str):
+                    # The common case of _add: a mapping or list as the value of a key.
+                    top.value[top.key] = frame.value
+                    top.key = _NO_KEY
+                else:
+                    found, root = self._add(stack, frame.value, frame.key_pos, frame.path, None,
+                                            root)
             elif isinstance(ev, yaml.AliasEvent):
                 found, root = self._alias(stack, ev, root)
             elif isinstance(ev, yaml.DocumentStartEvent):
@@ -177,11 +195,11 @@ class EventBuilder:
         text = ev.value
         if ev.tag is not None or ev.anchor is not None or "$" in text or (
                 not ev.style and (not text or text[0] in RESOLVER_CHARS)
-                and resolve(text) != STR):
+                and self._resolve(text) != STR):
             return False
         mark = ev.start_mark
         assert mark is not None  # the parser marks every event
-        pos = Position(file, mark.line + 1, mark.column + 1)
+        pos = _new_position(Position, (file, mark.line + 1, mark.column + 1))
         if top.is_map:
             key = top.key
             if key is _NO_KEY:
@@ -191,11 +209,11 @@ class EventBuilder:
                 self.keys[path] = pos
                 if self._log is not None:
                     self._log.append((self.keys, path, pos))
-                top.key = text
+                top.key, top.key_path = text, path
                 return True
             if key is _SKIP_KEY or key is _MERGE_KEY:
                 return False
-            path = top.path + (key,)
+            path = top.key_path
             top.value[key] = text
             top.key = _NO_KEY
         else:
@@ -208,6 +226,14 @@ class EventBuilder:
             if self._log is not None:
                 self._log.append((values, path, pos))
         return True
+
+    def _resolve(self, text: str) -> str:
+        """``resolve(text)``, once per distinct text of the file: the same keys and words
+        (``type``, ``options``, ``never``) come back on every node."""
+        tag = self._tags.get(text)
+        if tag is None:
+            tag = self._tags[text] = resolve(text)
+        return tag
 
     def _end_anchor(self, frame: _Frame) -> None:
         log = self._log or []
@@ -240,7 +266,7 @@ class EventBuilder:
         if top.is_map:
             if top.key is _NO_KEY or top.key is _SKIP_KEY:
                 return top.path + ("\0",)  # a key itself, or a dropped value: not recorded usefully
-            return top.path if top.key is _MERGE_KEY else top.path + (top.key,)
+            return top.path if top.key is _MERGE_KEY else top.key_path
         return top.path if top.merge_seq else top.path + (len(top.value),)
 
     def _add(self, stack: list[_Frame], value: Any, pos: Position | None, path: PathKey,
@@ -252,7 +278,7 @@ class EventBuilder:
         top = stack[-1]
         if not top.is_map:
             if top.merge_seq:
-                stack[-2].merges.append(value)
+                _merge_into(stack[-2], value)
                 return True, root
             if fix is not None:
                 self._fixups.append((top.value, len(top.value), *fix))
@@ -263,7 +289,7 @@ class EventBuilder:
             return True, root
         key, top.key = top.key, _NO_KEY
         if key is _MERGE_KEY:
-            top.merges.append(value)
+            _merge_into(top, value)
         elif key is not _SKIP_KEY:
             if fix is not None:
                 self._fixups.append((top.value, key, *fix))
@@ -284,9 +310,10 @@ class EventBuilder:
                                             "a key may appear once in a mapping; the later one "
                                             "would silently win"))
             return _SKIP_KEY
-        self.keys[top.path + (key,)] = pos
+        path = top.key_path = top.path + (key,)
+        self.keys[path] = pos
         if self._log is not None:
-            self._log.append((self.keys, top.path + (key,), pos))
+            self._log.append((self.keys, path, pos))
         return key
 
     def _scalar(self, ev: yaml.ScalarEvent, pos: Position, path: PathKey,
@@ -312,6 +339,13 @@ class EventBuilder:
         except ScalarError as exc:
             self.diags.append(Diagnostic.at(pos, "E101", exc.message, exc.hint))
             return ev.value
+
+
+def _merge_into(frame: _Frame, value: Any) -> None:
+    """Keep ``value``, named by a ``<<`` key of ``frame``'s mapping, for ``apply_merges``."""
+    if frame.merges is None:
+        frame.merges = []
+    frame.merges.append(value)
 
 
 def _syntax_error(file: str, text: str, exc: yaml.MarkedYAMLError) -> YamlError:
