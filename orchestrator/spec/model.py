@@ -19,6 +19,10 @@ from orchestrator import units
 
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"
 TOPOLOGY_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+# Compiled once: every node and socket name is checked, and so is every `run:` (``re.fullmatch``
+# with a pattern string looks its compiled form up again on each call).
+_NAME = re.compile(NAME_PATTERN)
+_MODULE_FUNCTION = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 Duration = Annotated[float, BeforeValidator(units.parse_duration)]
 Size = Annotated[int, BeforeValidator(units.parse_size)]
@@ -185,9 +189,7 @@ class NodeSpec(NodeSettings):
     @field_validator("run")
     @classmethod
     def _module_function(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(
-            r"[A-Za-z_][\w.]*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", value
-        ):
+        if value is not None and not _MODULE_FUNCTION.fullmatch(value):
             raise ValueError(
                 f"run must be 'module:function', like 'examples.rr:worker', not {value!r}"
             )
@@ -235,7 +237,7 @@ class SecuritySpec(Strict):
 
 
 def _check_name(name: str, what: str) -> None:
-    if not re.fullmatch(NAME_PATTERN, name):
+    if not _NAME.fullmatch(name):
         raise ValueError(
             f"{what} name {name!r} may hold only letters, digits, '_' and '-' "
             "(no dots: a dot separates node and socket in references)"
