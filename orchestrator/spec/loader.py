@@ -90,8 +90,12 @@ def _apply_defaults(raw: dict[str, Any], source: SourceMap) -> None:
     defaults, nodes = raw.get("defaults"), raw.get("nodes")
     if not isinstance(defaults, dict) or not isinstance(nodes, dict):
         return
+    # The keys a node may inherit, looked up once rather than once per node; the others are
+    # reported once, at defaults.
+    inherited = [(key, value) for key, value in defaults.items()
+                 if key in NodeSettings.model_fields]
     # Positions under defaults: are gathered once, so applying them stays linear in the nodes.
-    under: dict[str, list[Entry]] = {key: [] for key in defaults}
+    under: dict[str, list[Entry]] = {key: [] for key, _ in inherited}
     for table in (source.keys, source.values):
         for path, pos in table.items():
             if len(path) >= 2 and path[0] == "defaults" and path[1] in under:
@@ -99,12 +103,11 @@ def _apply_defaults(raw: dict[str, Any], source: SourceMap) -> None:
     for name, node in nodes.items():
         if not isinstance(node, dict):
             continue
-        for key, value in defaults.items():
-            if key not in NodeSettings.model_fields:
-                continue  # reported once, at defaults
+        dst = ("nodes", name)
+        for key, value in inherited:
             if key == "env" and isinstance(value, dict) and isinstance(node.get("env"), dict):
                 node["env"] = {**value, **node["env"]}
-                source.paste(under[key], ("nodes", name))
+                source.paste(under[key], dst)
             elif key not in node:
                 node[key] = value
-                source.paste(under[key], ("nodes", name))
+                source.paste(under[key], dst)
