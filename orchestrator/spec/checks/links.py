@@ -201,41 +201,52 @@ def _count_peers(ctx: Context, links: list[Link], external: set[SocketRef],
                  broken: set[SocketRef]) -> None:
     """E127, W202, W203, W205: what each socket's set of peers adds up to."""
     nodes = ctx.topology.nodes
-    peers: dict[SocketRef, int] = defaultdict(int)
-    pullers: dict[SocketRef, int] = defaultdict(int)
-    subscribed: set[SocketRef] = set()
+    replicas = {node: spec.replicas for node, spec in nodes.items()}
+    # Counted by (node, socket) names: a SocketRef key hashes through its dataclass __hash__,
+    # a Python call, and this runs four times per link and again for every socket.
+    peers: dict[tuple[str, str], int] = defaultdict(int)
+    pullers: dict[tuple[str, str], int] = defaultdict(int)
+    subscribed: set[tuple[str, str]] = set()
     for link in links:
         assert link.connector is not None and link.binder is not None
-        ends = ((link.connector, link.connector_type), (link.binder, link.binder_type))
-        for (me, my_type), (other, other_type) in (ends, ends[::-1]):
-            n = ctx.replicas(other.node)
-            peers[me] += n
-            if my_type == "PUSH" and other_type == "PULL":
-                pullers[me] += n
-            if my_type in zmqrules.PUBLISHERS and other_type in zmqrules.SUBSCRIBERS:
-                subscribed.add(me)
+        a, b = link.connector, link.binder
+        a_key, b_key, a_type, b_type = (a.node, a.socket), (b.node, b.socket), \
+            link.connector_type, link.binder_type
+        a_n, b_n = replicas.get(a.node, 1), replicas.get(b.node, 1)
+        peers[a_key] += b_n
+        peers[b_key] += a_n
+        if a_type == "PUSH" and b_type == "PULL":
+            pullers[a_key] += b_n
+        if b_type == "PUSH" and a_type == "PULL":
+            pullers[b_key] += a_n
+        if a_type in zmqrules.PUBLISHERS and b_type in zmqrules.SUBSCRIBERS:
+            subscribed.add(a_key)
+        if b_type in zmqrules.PUBLISHERS and a_type in zmqrules.SUBSCRIBERS:
+            subscribed.add(b_key)
     for me in external:
-        peers[me] += 1
+        peers[me.node, me.socket] += 1
+    unlinked = {(me.node, me.socket) for me in broken}
     for node, spec in nodes.items():
         for sname, sock in spec.sockets.items():
-            me, path = SocketRef(node, sname), ("nodes", node, "sockets", sname)
-            full = str(me)
-            if sock.type == "PAIR" and peers[me] > 1:
-                ctx.emit(path, "E127", f"PAIR socket {full} has {peers[me]} peers, counting "
+            key, path = (node, sname), ("nodes", node, "sockets", sname)
+            full = f"{node}.{sname}"  # str(SocketRef(node, sname))
+            count, pulled = peers.get(key, 0), pullers.get(key, 0)
+            if sock.type == "PAIR" and count > 1:
+                ctx.emit(path, "E127", f"PAIR socket {full} has {count} peers, counting "
                          "replicas, but a PAIR talks to exactly one",
                          "use DEALER/ROUTER for one-to-many, or give the PAIR a single "
                          "single-replica peer", key=True)
-            if pullers[me] > 1:
-                ctx.emit(path, "W203", f"PUSH socket {full} feeds {pullers[me]} PULL sockets "
+            if pulled > 1:
+                ctx.emit(path, "W203", f"PUSH socket {full} feeds {pulled} PULL sockets "
                          "(counting replicas): the first to connect gets a burst of messages "
                          "before the others join", "start the pullers first (depends_on) or "
                          "accept an uneven start", key=True)
-            if me in subscribed:
+            if key in subscribed:
                 ctx.emit(path, "W202", f"{sock.type} socket {full} may send before its "
                          "subscribers have joined (slow joiner): early messages are lost",
                          "let subscribers join first (depends_on plus a short wait, or a "
                          "REQ/REP handshake), or accept losing the first messages", key=True)
-            if not peers[me] and me not in broken:
+            if not count and key not in unlinked:
                 ctx.emit(path, "W205", f"socket {full} has no peer in this topology",
                          "connect it to a socket of another node, or mark an outside peer "
                          "with `external: true`", key=True)
