@@ -110,7 +110,8 @@ def resolve(topology: Topology, run_dir: Path | None = None) -> Resolution:
     binds: list[Bound] = []
     by_sock: dict[SocketRef, list[Bound]] = defaultdict(list)
     index: dict[AddressKey, list[Bound]] = defaultdict(list)
-    for me, sock in _sockets(topology):
+    sockets = list(_sockets(topology))  # read twice, and a SocketRef is not free to make
+    for me, sock in sockets:
         for i, e in enumerate(sock.bind):
             b = _bind(me, i, e.endpoint, e.external, e.is_reference, sock.type, run_dir)
             binds.append(b)
@@ -120,7 +121,7 @@ def resolve(topology: Topology, run_dir: Path | None = None) -> Resolution:
                     index[b.lit.key].append(b)
     resolver = _Connects(topology, by_sock, index, run_dir)
     found: list[Link] = []
-    for me, sock in _sockets(topology):
+    for me, sock in sockets:
         for i, e in enumerate(sock.connect):
             if e.is_reference:
                 found.append(resolver.reference(me, sock.type, e.endpoint, i, e.external))
