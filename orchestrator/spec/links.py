@@ -127,8 +127,10 @@ def resolve(topology: Topology, run_dir: Path | None = None) -> Resolution:
                 found.append(resolver.reference(me, sock.type, e.endpoint, i, e.external))
             else:
                 found.extend(resolver.literal(me, sock.type, e.endpoint, i, e.external))
-        found.extend(Link(None, me, e.endpoint, None, sock.type, e.endpoint, e.transport,
-                          True, i) for i, e in enumerate(sock.bind) if e.external)
+        for i, e in enumerate(sock.bind):
+            if e.external:
+                found.append(Link(None, me, e.endpoint, None, sock.type, e.endpoint, e.transport,
+                                  True, i))
     return Resolution(binds, index, found)
 
 

@@ -174,26 +174,28 @@ def _check_collisions(ctx: Context, found: Resolution) -> None:
 
 
 def _check_link_types(ctx: Context, links: list[Link]) -> None:
+    """E121 E123 E128. Where a link's connect sits is looked up only for a link that is wrong:
+    two source-map look-ups per link, and nearly every link is right."""
     for link in links:
         assert link.connector is not None and link.binder is not None
         a_type, b_type = link.connector_type, link.binder_type
         a, b = link.connector, link.binder
-        path = _connect_path(ctx, link)
         if "STREAM" in (a_type, b_type):
             if a_type != b_type:
-                ctx.emit(path, "E128", f"{a_type} socket {a} cannot talk to {b_type} socket "
-                         f"{b}: a STREAM socket speaks raw TCP, not ZeroMQ",
+                ctx.emit(_connect_path(ctx, link), "E128", f"{a_type} socket {a} cannot talk to "
+                         f"{b_type} socket {b}: a STREAM socket speaks raw TCP, not ZeroMQ",
                          "join a STREAM socket only to plain TCP programs or another STREAM")
         elif (a_type in zmqrules.PEERS and b_type in zmqrules.PEERS
               and not zmqrules.can_peer(a_type, b_type)):
             peers = zmqrules.valid_peers(a_type)
-            ctx.emit(path, "E121", f"{a_type} socket {a} cannot talk to {b_type} socket {b}",
+            ctx.emit(_connect_path(ctx, link), "E121",
+                     f"{a_type} socket {a} cannot talk to {b_type} socket {b}",
                      f"a {a_type} socket's peers are {words(peers)}" if peers
                      else f"a {a_type} socket has no peers")
         if link.transport == "inproc" and a.node != b.node:
-            ctx.emit(path, "E123", f"socket {a} reaches {b} over inproc, but inproc only "
-                     f"works inside one process and nodes {a.node} and {b.node} are "
-                     "different processes",
+            ctx.emit(_connect_path(ctx, link), "E123", f"socket {a} reaches {b} over inproc, "
+                     f"but inproc only works inside one process and nodes {a.node} and {b.node} "
+                     "are different processes",
                      "use ipc:// (or tcp://) between nodes")
 
 
