@@ -41,10 +41,10 @@ def _parse(text: str) -> Iterator[Any]:
     ``yaml.parse`` makes two (``check_event``, then ``get_event``) under a generator."""
     parser = _PARSER(text)
     try:
-        get = parser.get_event
+        get, stream_end = parser.get_event, yaml.StreamEndEvent
         while True:
             ev = get()
-            if ev is None or isinstance(ev, yaml.StreamEndEvent):
+            if ev is None or ev.__class__ is stream_end:
                 return
             yield ev
     finally:
@@ -136,9 +136,14 @@ class EventBuilder:
         top: _Frame | None = None  # stack[-1], the mapping or sequence being read
         found, root, documents = False, None, 0
         file, values = self.file, self.values
-        scalar, start, end = yaml.ScalarEvent, yaml.CollectionStartEvent, yaml.CollectionEndEvent
+        # The parser makes events of exactly these classes: one look at the class, not a chain
+        # of isinstance calls, sorts each of the 230,000 events of a 10,000-node file.
+        scalar, mapping, sequence = (yaml.ScalarEvent, yaml.MappingStartEvent,
+                                     yaml.SequenceStartEvent)
+        ends = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
         for ev in _parse(text):
-            if isinstance(ev, scalar):
+            kind = ev.__class__
+            if kind is scalar:
                 if top is not None and self._plain_text(top, ev, file, values):
                     continue
                 path = self._child_path(stack)
@@ -148,7 +153,7 @@ class EventBuilder:
                 if ev.anchor:
                     self._anchors[ev.anchor] = (value, [], fix)
                 found, root = self._add(stack, value, pos, path, fix, root)
-            elif isinstance(ev, start):  # a mapping or a sequence
+            elif kind is mapping or kind is sequence:
                 if len(stack) >= MAX_DEPTH:
                     raise YamlError(self.pos(ev.start_mark), "YAML nesting is too deep",
                                     f"a topology nests a few levels deep, never {MAX_DEPTH}")
@@ -159,20 +164,20 @@ class EventBuilder:
                     self._open_anchors += 1
                     if self._log is None:
                         self._log = []
-                frame = _Frame(isinstance(ev, yaml.MappingStartEvent), path, ev.anchor,
+                frame = _Frame(kind is mapping, path, ev.anchor,
                                len(self._log) if self._log is not None else 0, pos)
                 if top is not None and top.is_map and top.key is _MERGE_KEY and not frame.is_map:
                     frame.merge_seq, frame.path = True, top.path
                 stack.append(frame)
                 top = frame
-            elif isinstance(ev, end):
+            elif kind in ends:
                 frame = stack.pop()
                 top = stack[-1] if stack else None
                 if frame.merges:
                     self._merges.append((frame.value, frame.merges))
                 if frame.anchor:
                     self._end_anchor(frame)
-                if top is not None and top.is_map and isinstance(top.key, str):
+                if top is not None and top.is_map and top.key.__class__ is str:
                     # The common case of _add: a mapping or list as the value of a key.
                     top.value[top.key] = frame.value
                     top.key = _NO_KEY
