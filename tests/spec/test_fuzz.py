@@ -24,6 +24,7 @@ from orchestrator.cli import main
 from orchestrator.spec import checks, links
 from orchestrator.spec.checks import links as checks_links
 from orchestrator.spec.checks.context import Context
+from orchestrator.spec.diagnostics import Position
 from orchestrator.spec.loader import load_text
 from orchestrator.spec.source import SourceMap
 from orchestrator.spec.validate import validate_file
@@ -275,6 +276,39 @@ def test_event_builder_reads_what_pyyaml_reads(text: str) -> None:
     expected = _plain(yaml.safe_load(text))
     # NaN is not equal to itself; compare the text forms instead.
     assert found and repr(raw) == repr(expected)
+
+
+def _marks(node: yaml.Node, path: tuple[Any, ...], keys: dict[Any, Any],
+           values: dict[Any, Any]) -> None:
+    """Where PyYAML's composer says each key and value starts, as the builder's two tables."""
+    values[path] = Position("f.yaml", node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = str(yaml.safe_load(yaml.serialize(k)))
+            keys[path + (key,)] = Position("f.yaml", k.start_mark.line + 1,
+                                           k.start_mark.column + 1)
+            _marks(v, path + (key,), keys, values)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _marks(item, path + (i,), keys, values)
+
+
+@BUDGET
+@given(mutated())
+def test_event_builder_places_what_pyyaml_places(text: str) -> None:
+    """Every key and value is recorded at the line and column the composer marks it with
+    (mutated files have no aliases, merge keys or duplicate keys, which the composer
+    would place differently)."""
+    text = text.replace("$", "S")  # interpolation aside
+    source = SourceMap("f.yaml")
+    EventBuilder(source).load(text, {})
+    keys: dict[Any, Any] = {}
+    values: dict[Any, Any] = {}
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    assert root is not None
+    _marks(root, (), keys, values)
+    assert source.keys == keys
+    assert source.values == values
 
 
 @BUDGET
