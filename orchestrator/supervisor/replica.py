@@ -111,8 +111,8 @@ class Replica:
 def replicas_of(plan: Plan) -> list[Replica]:
     """A waiting replica for each of the plan's, with its node's policy and readiness."""
     out = []
-    # Both are frozen: a node's replicas share one of each, not one per replica each in
-    # the pages every forked node maps (and a log probe's pattern compiled once).
+    # The policy and the probe are frozen: a node's replicas share one of each (and its stop
+    # timeout), not one per replica in the pages every forked node maps.
     made: dict[tuple[str, str], tuple[RestartPolicy, Probe, float]] = {}
     for rp in plan.replicas:
         shared = made.get((rp.node, rp.cwd))

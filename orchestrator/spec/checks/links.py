@@ -203,7 +203,6 @@ def _count_peers(ctx: Context, links: list[Link], external: set[SocketRef],
                  broken: set[SocketRef]) -> None:
     """E127, W202, W203, W205: what each socket's set of peers adds up to."""
     nodes = ctx.topology.nodes
-    replicas = {node: spec.replicas for node, spec in nodes.items()}
     # Counted by (node, socket) names: a SocketRef key hashes through its dataclass __hash__,
     # a Python call, and this runs four times per link and again for every socket.
     peers: dict[tuple[str, str], int] = defaultdict(int)
@@ -214,7 +213,7 @@ def _count_peers(ctx: Context, links: list[Link], external: set[SocketRef],
         a, b = link.connector, link.binder
         a_key, b_key, a_type, b_type = (a.node, a.socket), (b.node, b.socket), \
             link.connector_type, link.binder_type
-        a_n, b_n = replicas.get(a.node, 1), replicas.get(b.node, 1)
+        a_n, b_n = ctx.replicas(a.node), ctx.replicas(b.node)
         peers[a_key] += b_n
         peers[b_key] += a_n
         if a_type == "PUSH" and b_type == "PULL":
