@@ -133,7 +133,9 @@ PIPELINE = """
       clients:
         role: ticker
         replicas: 2
-        with: {interval: 0.01, count: 150}
+        # 3.75 s of sending: both `top`s below must come while the clients are still
+        # connected, also on a loaded machine (each takes most of a second there).
+        with: {interval: 0.025, count: 150}
         restart: never
         sockets:
           out: {type: PUSH, connect: streamer.frontend}
