@@ -60,7 +60,9 @@ def construct(tag: str, ev: yaml.ScalarEvent) -> Any:
     except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
         raise ScalarError(f"cannot read {ev.value!r} as {tag}: {exc}",
                           "remove the tag or fix the value") from None
-    except AttributeError:  # `!!timestamp x`: PyYAML's constructor assumes its regex matched
+    # `!!timestamp x` (AttributeError) and `!!bool maybe` (KeyError): PyYAML's constructor
+    # assumes the implicit resolver's pattern matched.
+    except (AttributeError, KeyError):
         raise ScalarError(f"cannot read {ev.value!r} as {tag}",
                           "remove the tag or fix the value") from None
     if isinstance(value, bytes | bytearray):

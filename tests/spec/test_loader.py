@@ -246,6 +246,8 @@ def test_c_and_python_parsers_agree_on_positions() -> None:
     ('!!timestamp "soon"', "cannot read 'soon' as tag:yaml.org,2002:timestamp"),
     ('!!binary "a"', "cannot read 'a' as tag:yaml.org,2002:binary: failed to decode base64"),
     ('!!int "x"', "cannot read 'x' as tag:yaml.org,2002:int"),
+    ("!!bool maybe", "cannot read 'maybe' as tag:yaml.org,2002:bool"),
+    ("!!float x", "cannot read 'x' as tag:yaml.org,2002:float"),
     ("!!python/name:os.system x", "unsupported YAML tag tag:yaml.org,2002:python/name:os.system"),
 ])
 def test_a_tagged_scalar_that_cannot_be_read_is_e101_at_the_value(value: str,
