@@ -384,6 +384,20 @@ def test_a_forked_node_finds_every_signal_at_its_default_but_its_stop_signal(
     assert "s.0  | not default: SIGTERM SigBlk:0000000000000000 SigIgn:0000000000000000" in out
 
 
+def test_a_forked_nodes_collector_leaves_the_supervisors_objects_alone(
+        tmp_path: Path, no_leftovers: Leftovers) -> None:
+    # A collection writes to the header of every object it tracks: a child that tracked the
+    # supervisor's objects would copy its heap page by page (childsetup.py's gc.freeze).
+    path = topology(tmp_path, f"""
+        nodes:
+          g: {{run: "{FUNCS}:collector_seen", restart: never, replicas: 2}}
+        """)
+    code, out, err = run_up(path)
+    assert code == 0, out + err
+    for name in ("g.0", "g.1"):
+        assert f"{name}  | enabled True theirs 0 cycle freed True" in out
+
+
 def test_an_in_process_run_leaves_the_callers_own_children_alone(
         tmp_path: Path, no_leftovers: Leftovers) -> None:
     mine = subprocess.Popen(["sleep", "30"])

@@ -115,6 +115,28 @@ def signals_seen(node: Any) -> int:
     return 0
 
 
+def collector_seen(node: Any) -> int:
+    """Prints whether the collector runs here, whether it tracks any of the supervisor's own
+    replica records (made after the supervisor froze its heap), and whether it still frees
+    a cycle the node makes."""
+    import gc
+    import weakref
+
+    theirs = sum(type(o).__module__ == "orchestrator.supervisor.replica"
+                 for o in gc.get_objects())
+
+    class Cycle:
+        me: Any = None
+
+    c = Cycle()
+    c.me = c
+    gone = weakref.ref(c)
+    del c
+    gc.collect()
+    print(f"enabled {gc.isenabled()} theirs {theirs} cycle freed {gone() is None}")
+    return 0
+
+
 def say_then_wait(node: Any) -> int:
     """A line on stdout and one on stderr, neither flushed, then wait to be stopped."""
     print(f"out line of {node.replica}")
