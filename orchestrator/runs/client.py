@@ -11,11 +11,11 @@ arguments.
 
 from __future__ import annotations
 
+import _signal  # the C module under `signal`: plain ints, none of its enums built
 import json
 import os
 import re
 import select
-import signal
 import sys
 import time
 from pathlib import Path
@@ -195,11 +195,11 @@ def _stop_supervisor(run: Run) -> None:
         try:
             request(run.folder, {"cmd": "down"})
         except ControlError:
-            os.kill(pid, signal.SIGTERM)  # no answer: the signal asks the same
+            os.kill(pid, _signal.SIGTERM)  # no answer: the signal asks the same
         if not select.select([pidfd], [], [], budget)[0]:
             print(f"topo: the supervisor of {run.run_id} (pid {pid}) did not stop within "
                   f"{budget:g}s; killing it", file=sys.stderr)
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, _signal.SIGKILL)
             select.select([pidfd], [], [], 5.0)
     finally:
         os.close(pidfd)

@@ -17,11 +17,11 @@ with ``pid`` and ``start``) plus ``endpoints`` (replica -> socket -> ``{bind:
 
 from __future__ import annotations
 
+import _signal  # the C module under `signal`: plain ints, none of its enums built
 import contextlib
 import json
 import os
 import shutil
-import signal
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -111,9 +111,9 @@ def kill_leftover(pid: int, start: int | None, run_id: str) -> bool:
         return False
     with contextlib.suppress(ProcessLookupError):
         if pgid == pid and pgid != os.getpgrp():
-            os.killpg(pgid, signal.SIGKILL)  # grandchildren share the node's group
+            os.killpg(pgid, _signal.SIGKILL)  # grandchildren share the node's group
         else:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, _signal.SIGKILL)
     return True
 
 

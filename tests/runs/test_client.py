@@ -64,3 +64,16 @@ def test_a_run_id_and_the_only_run(state_dir: Path, tmp_path: Path) -> None:
         find_run("nope")
     with pytest.raises(UsageError, match="neither a run id nor a topology file"):
         find_run("../etc")
+
+
+def test_the_client_commands_build_neither_sockets_nor_signals_enums() -> None:
+    # `topo ps`, `down` and `restart` reach the supervisor through ``_socket`` and signal it
+    # through ``_signal``: importing ``socket`` and ``signal`` builds their enums, ~4 ms a call.
+    import subprocess
+    import sys
+
+    code = ("import sys; before = set(sys.modules); import orchestrator.runs.client; "
+            "print(sorted({'socket', 'signal', 'selectors'} & (set(sys.modules) - before)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
