@@ -86,7 +86,7 @@ def run_function(
         # What the supervisor made since its own freeze (its replicas, the batch being forked)
         # is out of this child's collections too: a collection traverses every object it
         # tracks, writing to each one's header, so the child would copy the supervisor's heap
-        # page by page (at 1,000 nodes, a tenth of the children's CPU went to it).
+        # page by page (1,000 run nodes: 7.9 ms of CPU per node with it, 6.6 without).
         gc.freeze()
         gc.enable()
         code = start_child(ready_w)
